@@ -1,0 +1,373 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! `freeze_processes(2)`: stop every userspace task except the caller, with an untrappable
+//! `SIGSTOP`, and hand the caller a file descriptor that owns the freeze.
+//!
+//! The freeze walks the task list under RCU and sends each userspace thread group a private
+//! `SIGSTOP` (which no handler, mask or init protection can refuse), kicking the CPUs its threads
+//! run on. It then walks again until one walk finds every target's threads in a job-control or
+//! ptrace stop and no group it has not seen: a task forked during a walk is caught by a later
+//! one, and once its parent is stopped, the parent cannot fork again. A tracer that cancels the
+//! `SIGSTOP` of its tracee is itself being stopped; the stop is re-sent to any group that is not
+//! stopped yet, so it is finally delivered while the tracer can no longer act.
+//!
+//! [`Frozen`] records exactly the groups this freeze stopped, each by its leader. Dropping it
+//! (the file descriptor's last close, or any error on the way) sends `SIGCONT` to those groups
+//! and to no others: a group that was already stopped before the freeze is not recorded, and so
+//! stays stopped.
+
+use kernel::{
+    anon_inode::{
+        self,
+        AnonInodeFile, //
+    },
+    capability::{
+        capable,
+        Capability, //
+    },
+    prelude::*,
+    rbtree::RBTree,
+    signal::{
+        Signal,
+        Target, //
+    },
+    sync::{
+        aref::ARef,
+        atomic::{
+            ordering,
+            AtomicFlag, //
+        },
+        rcu,
+    },
+    task::{
+        Pid,
+        Task, //
+    },
+    tasklist,
+    time::{
+        delay::fsleep,
+        Delta,
+        Instant,
+        Monotonic, //
+    },
+    uapi, //
+};
+
+/// Set while a freeze is held; a second `freeze_processes(2)` fails with `EBUSY` meanwhile.
+static HELD: AtomicFlag = AtomicFlag::new(false);
+
+/// The right to hold the one freeze the system may have at a time.
+struct Held(());
+
+impl Held {
+    fn acquire() -> Result<Self> {
+        if HELD
+            .cmpxchg(false, true, ordering::Acquire)
+            .is_err()
+        {
+            return Err(EBUSY);
+        }
+        Ok(Held(()))
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        HELD.store(false, ordering::Release);
+    }
+}
+
+/// The flags of `freeze_processes(2)`.
+#[derive(Debug, PartialEq, Eq)]
+struct FreezeFlags(u32);
+
+impl TryFrom<u32> for FreezeFlags {
+    type Error = Error;
+
+    fn try_from(flags: u32) -> Result<Self> {
+        if flags & !uapi::HIBSNAP_FREEZE_FLAGS_ALL != 0 {
+            return Err(EINVAL);
+        }
+        Ok(FreezeFlags(flags))
+    }
+}
+
+/// The thread groups a freeze must leave running: the caller's and its tracer's.
+struct Exempt {
+    caller: Pid,
+    tracer: Option<Pid>,
+}
+
+/// What a freeze does with one thread group.
+#[derive(Debug, PartialEq, Eq)]
+enum Class {
+    /// A kernel thread: never touched.
+    Kernel,
+    /// The caller or its tracer: left running.
+    Exempt,
+    /// A userspace thread group to stop.
+    Target,
+}
+
+impl Exempt {
+    fn of_current() -> Self {
+        let me = current!();
+        let guard = rcu::read_lock();
+        Exempt {
+            caller: me.tgid(),
+            tracer: me.group_leader().tracer(&guard).map(|t| t.tgid()),
+        }
+    }
+
+    fn classify(&self, leader: &Task) -> Class {
+        if leader.is_kernel_thread() {
+            Class::Kernel
+        } else if leader.tgid() == self.caller || Some(leader.tgid()) == self.tracer {
+            Class::Exempt
+        } else {
+            Class::Target
+        }
+    }
+}
+
+/// Whether every thread of `leader`'s group has stopped (`T` or `t`) or is exiting.
+fn group_stopped(leader: &Task, guard: &rcu::Guard) -> bool {
+    leader
+        .threads(guard)
+        .all(|t| t.is_stopped_or_traced() || t.is_exiting())
+}
+
+/// Whether `set` holds this very task for its tgid (a tgid may be reused after an exit).
+fn holds(set: &RBTree<Pid, ARef<Task>>, task: &Task) -> bool {
+    set.get(&task.tgid())
+        .is_some_and(|t| t.as_ptr() == task.as_ptr())
+}
+
+/// The thread groups a freeze stopped; dropping it continues them.
+struct StopSet {
+    /// Groups stopped by us, by tgid, each held by its leader.
+    stopped: RBTree<Pid, ARef<Task>>,
+    /// Groups found already stopped when first seen: never continued by us.
+    prestopped: RBTree<Pid, ARef<Task>>,
+}
+
+/// What one walk over the task list found.
+struct Walk {
+    /// Groups seen for the first time: to stop, or recorded as already stopped.
+    new: KVec<ARef<Task>>,
+    /// Whether every known target group had fully stopped.
+    all_stopped: bool,
+}
+
+impl StopSet {
+    fn new() -> Self {
+        StopSet {
+            stopped: RBTree::new(),
+            prestopped: RBTree::new(),
+        }
+    }
+
+    /// Walks the task list once: stops groups not seen before, re-sends the stop to our groups
+    /// that have not stopped yet, and reports what it found.
+    fn walk(&self, exempt: &Exempt) -> Walk {
+        let mut walk = Walk {
+            new: KVec::new(),
+            all_stopped: true,
+        };
+        let guard = rcu::read_lock();
+        for leader in tasklist::processes(&guard) {
+            if exempt.classify(leader) != Class::Target || holds(&self.prestopped, leader) {
+                continue;
+            }
+            if holds(&self.stopped, leader) {
+                if !group_stopped(leader, &guard) {
+                    walk.all_stopped = false;
+                    // A tracer may have cancelled the stop, or the group may be mid-exec: send it
+                    // again, and kick every thread so that running ones notice it now.
+                    let _ = leader.send_signal_private(Signal::STOP, Target::ThreadGroup);
+                    leader.threads(&guard).for_each(Task::kick);
+                }
+                continue;
+            }
+            // A group not seen before. Memory cannot be reclaimed under RCU; if the atomic
+            // allocation fails, the group is simply found again by the next walk.
+            walk.all_stopped = false;
+            if walk.new.push(ARef::from(leader), GFP_ATOMIC).is_err() {
+                break;
+            }
+        }
+        walk
+    }
+
+    /// Records and stops the groups a walk found.
+    fn stop_new(&mut self, new: KVec<ARef<Task>>) -> Result {
+        for leader in new {
+            let tgid = leader.tgid();
+            if leader.is_group_stopped() {
+                self.prestopped
+                    .try_create_and_insert(tgid, leader, GFP_KERNEL)?;
+                continue;
+            }
+            // Recorded before the signal is sent, so that an error cannot leave it stopped.
+            self.stopped
+                .try_create_and_insert(tgid, leader.clone(), GFP_KERNEL)?;
+            // `ESRCH` means the group exited meanwhile: nothing to stop, and nothing to continue.
+            let _ = leader.send_signal_private(Signal::STOP, Target::ThreadGroup);
+            let guard = rcu::read_lock();
+            leader.threads(&guard).for_each(Task::kick);
+        }
+        Ok(())
+    }
+
+    /// Logs the groups that have not stopped, for a freeze that timed out.
+    fn report_stubborn(&self, timeout_ms: u32) {
+        let guard = rcu::read_lock();
+        for leader in self.stopped.values() {
+            for t in leader.threads(&guard) {
+                if !(t.is_stopped_or_traced() || t.is_exiting()) {
+                    pr_err!(
+                        "freeze: task {}:{} (thread group {}) did not stop within {} ms\n",
+                        t.comm(),
+                        t.pid(),
+                        leader.tgid(),
+                        timeout_ms
+                    );
+                }
+            }
+        }
+    }
+}
+
+impl Drop for StopSet {
+    fn drop(&mut self) {
+        for leader in self.stopped.values() {
+            // `ESRCH`: the group exited while stopped, there is nothing left to continue.
+            let _ = leader.send_signal_private(Signal::CONT, Target::ThreadGroup);
+        }
+    }
+}
+
+/// A held freeze: the object behind the file descriptor `freeze_processes(2)` returns.
+struct Frozen {
+    // Held for their `Drop`. Field order matters: the tasks are continued before the freeze is
+    // released.
+    _stop_set: StopSet,
+    _held: Held,
+}
+
+impl AnonInodeFile for Frozen {
+    const NAME: &'static CStr = c"[hibsnap-freeze]";
+}
+
+/// Stops every target thread group; returns when all have stopped.
+fn stop_all(exempt: &Exempt, timeout_ms: u32) -> Result<StopSet> {
+    let mut set = StopSet::new();
+    let start = Instant::<Monotonic>::now();
+    let mut nap = Delta::from_micros(100);
+    loop {
+        let walk = set.walk(exempt);
+        if walk.all_stopped && walk.new.is_empty() {
+            return Ok(set);
+        }
+        set.stop_new(walk.new)?;
+        if current!().fatal_signal_pending() {
+            return Err(EINTR);
+        }
+        if start.elapsed().as_millis() >= i64::from(timeout_ms) {
+            set.report_stubborn(timeout_ms);
+            return Err(ETIMEDOUT);
+        }
+        fsleep(nap);
+        nap = Delta::from_micros((nap.as_micros_ceil() * 2).min(10_000));
+    }
+}
+
+/// `freeze_processes(2)`: returns the file descriptor that owns the freeze.
+pub(crate) fn freeze_processes(flags: u32, timeout_ms: u32) -> Result<u32> {
+    FreezeFlags::try_from(flags)?;
+    if !capable(Capability::SysAdmin) {
+        return Err(EPERM);
+    }
+    let held = Held::acquire()?;
+    let start = Instant::<Monotonic>::now();
+    let stop_set = stop_all(&Exempt::of_current(), timeout_ms)?;
+    pr_debug!(
+        "freeze: {} thread groups stopped ({} already stopped) in {} us\n",
+        stop_set.stopped.values().count(),
+        stop_set.prestopped.values().count(),
+        start.elapsed().as_micros_ceil()
+    );
+    anon_inode::install_fd(KBox::new(
+        Frozen {
+            _stop_set: stop_set,
+            _held: held,
+        },
+        GFP_KERNEL,
+    )?)
+}
+
+#[cfg(CONFIG_HIBSNAP_KUNIT_TEST)]
+#[kunit_tests(hibsnap_freeze)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_flags_are_einval() {
+        assert_eq!(FreezeFlags::try_from(0), Ok(FreezeFlags(0)));
+        assert_eq!(FreezeFlags::try_from(1), Err(EINVAL));
+        assert_eq!(FreezeFlags::try_from(1 << 31), Err(EINVAL));
+    }
+
+    #[test]
+    fn one_freeze_at_a_time() -> Result {
+        let first = Held::acquire()?;
+        assert_eq!(Held::acquire().err(), Some(EBUSY));
+        drop(first);
+        let again = Held::acquire()?;
+        drop(again);
+        Ok(())
+    }
+
+    #[test]
+    fn kernel_threads_are_never_targets() {
+        let exempt = Exempt {
+            caller: -1,
+            tracer: None,
+        };
+        let guard = rcu::read_lock();
+        for leader in tasklist::processes(&guard) {
+            if leader.is_kernel_thread() {
+                assert_eq!(exempt.classify(leader), Class::Kernel);
+            }
+        }
+        // This test runs in a kernel thread.
+        let me = current!();
+        assert_eq!(exempt.classify(me), Class::Kernel);
+    }
+
+    #[test]
+    fn caller_and_tracer_are_exempt() {
+        let me = current!();
+        // KUnit runs in a kernel thread, which nobody traces.
+        let exempt = Exempt::of_current();
+        assert_eq!(exempt.caller, me.tgid());
+        assert_eq!(exempt.tracer, None);
+    }
+
+    #[test]
+    fn empty_stop_set_walk_finds_only_targets() -> Result {
+        // No caller and no tracer: every userspace group is a target. Whatever the walk finds
+        // must be userspace, and nothing has been stopped by it.
+        let exempt = Exempt {
+            caller: -1,
+            tracer: None,
+        };
+        let set = StopSet::new();
+        let walk = set.walk(&exempt);
+        for leader in &walk.new {
+            assert!(!leader.is_kernel_thread());
+        }
+        assert!(set.stopped.is_empty());
+        Ok(())
+    }
+}
