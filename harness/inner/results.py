@@ -24,7 +24,7 @@ BAD_KERNEL_LINES = [
         r'\bBUG:', r'\bWARNING:', r'\bOops\b', r'Kernel panic',
         r'possible circular locking', r'possible recursive locking',
         r'inconsistent lock state', r'suspicious RCU usage',
-        r'lockdep', r'rcu.*detected stall', r'self-detected stall',
+        r'rcu.*detected stall', r'self-detected stall',
         r'blocked for more than \d+ seconds', r'general protection fault',
         r'kernel BUG at', r'Call Trace:',
     )

@@ -153,6 +153,13 @@ impl Task {
         self.flags() & bindings::PF_KTHREAD != 0
     }
 
+    /// Returns whether this task belongs to the global init's thread group (pid 1 of the initial
+    /// pid namespace), which the kernel protects from `SIGKILL` and `SIGSTOP`.
+    #[inline]
+    pub fn is_global_init(&self) -> bool {
+        self.tgid() == 1
+    }
+
     /// Returns whether this thread has started to exit (`PF_EXITING`).
     #[inline]
     pub fn is_exiting(&self) -> bool {

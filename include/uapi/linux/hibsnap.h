@@ -9,8 +9,9 @@
  *	int freeze_processes(unsigned int flags);
  *
  * Stops every userspace thread group with a private SIGSTOP, except the
- * caller's and, if the caller is being ptraced, its tracer's. Kernel threads
- * are not touched. Returns only when every stopped thread is in a job-control
+ * caller's, the caller's tracer's (if it is being ptraced) and the global
+ * init's (which the kernel never lets SIGSTOP reach). Kernel threads are not
+ * touched. Returns only when every stopped thread is in a job-control
  * stop (state T) or a ptrace stop (state t), with a new file descriptor
  * (O_CLOEXEC) that owns the freeze. Closing the last reference to it (or the
  * caller exiting) sends SIGCONT to exactly the thread groups the freeze

@@ -92,7 +92,9 @@ impl TryFrom<u32> for FreezeFlags {
     }
 }
 
-/// The thread groups a freeze must leave running: the caller's and its tracer's.
+/// The thread groups a freeze must leave running: the caller's and its tracer's. The global init is
+/// left running too: the signal code refuses `SIGSTOP` to it (`sig_task_ignored()`), whoever sends
+/// it.
 struct Exempt {
     caller: Pid,
     tracer: Option<Pid>,
@@ -105,6 +107,8 @@ enum Class {
     Kernel,
     /// The caller or its tracer: left running.
     Exempt,
+    /// The global init, which cannot be sent `SIGSTOP`: left running.
+    GlobalInit,
     /// A userspace thread group to stop.
     Target,
 }
@@ -122,6 +126,8 @@ impl Exempt {
     fn classify(&self, leader: &Task) -> Class {
         if leader.is_kernel_thread() {
             Class::Kernel
+        } else if leader.is_global_init() {
+            Class::GlobalInit
         } else if leader.tgid() == self.caller || Some(leader.tgid()) == self.tracer {
             Class::Exempt
         } else {

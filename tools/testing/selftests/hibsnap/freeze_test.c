@@ -282,6 +282,8 @@ TEST_F(freeze, busy_and_blocked_children_stop)
 	for (i = 0; i < 1000000; i++)
 		work++;
 	EXPECT_NE('T', proc_state(getpid()));
+	/* The kernel refuses SIGSTOP to the global init: it runs on too. */
+	EXPECT_FALSE(stopped(1));
 	/* The fd is close-on-exec. */
 	EXPECT_EQ(FD_CLOEXEC, fcntl(self->fd, F_GETFD) & FD_CLOEXEC);
 
