@@ -19,6 +19,7 @@ import sys
 TIMESTAMP = re.compile(r'^\[\s*\d+\.\d+\]\s?')
 RESULT = re.compile(r'^(?P<indent>\s*)(?P<ok>ok|not ok) (?P<num>\d+)(?: -)? ?(?P<name>[^#]*?)\s*(?:#\s*(?P<directive>.*))?$')
 PLAN = re.compile(r'^(?P<indent>\s*)1\.\.(?P<n>\d+)')
+SUBTEST = re.compile(r'^(?P<indent>\s*)# Subtest: (?P<name>\S+)')
 BAD_KERNEL_LINES = [
     re.compile(p) for p in (
         r'\bBUG:', r'\bWARNING:', r'\bOops\b', r'Kernel panic',
@@ -57,10 +58,17 @@ class Tally:
 
 def ktap_leaves(lines, suite, tally):
     """Count the leaf results of one KTAP/TAP stream; check every plan."""
-    # Nesting: one entry per open level: [indent, planned, seen].
+    # Nesting: one entry per open level, by indent: [planned, seen].
     levels = {}
+    names = {}
     prev_indent = None
+    if not any(PLAN.match(l) and not PLAN.match(l).group('indent') for l in lines):
+        tally.problem(f'{suite}: no top-level plan (1..N)')
     for line in lines:
+        m = SUBTEST.match(line)
+        if m:
+            names[len(m.group('indent'))] = m.group('name')
+            continue
         m = PLAN.match(line)
         if m:
             levels[len(m.group('indent'))] = [int(m.group('n')), 0]
@@ -84,7 +92,10 @@ def ktap_leaves(lines, suite, tally):
                 # passing children is still a failure worth counting.
                 pass
         else:
-            tally.result(suite, m.group('name'), m.group('ok') == 'ok', m.group('directive'))
+            name = m.group('name')
+            if indent in names:
+                name = f'{names[indent]}.{name}'
+            tally.result(suite, name, m.group('ok') == 'ok', m.group('directive'))
         prev_indent = indent
     for indent, (planned, seen) in levels.items():
         if planned != seen:
@@ -98,7 +109,7 @@ def kunit(console, tally):
     except StopIteration:
         tally.problem('kunit: no KTAP output in the kernel log')
         return
-    ktap = [l for l in lines[start:] if RESULT.match(l) or PLAN.match(l)]
+    ktap = [l for l in lines[start:] if RESULT.match(l) or PLAN.match(l) or SUBTEST.match(l)]
     before = tally.passed + tally.failed + tally.skipped
     ktap_leaves(ktap, 'kunit', tally)
     if tally.passed + tally.failed + tally.skipped == before:

@@ -182,7 +182,18 @@ impl StopSet {
         };
         let guard = rcu::read_lock();
         for leader in tasklist::processes(&guard) {
-            if exempt.classify(leader) != Class::Target || holds(&self.prestopped, leader) {
+            if exempt.classify(leader) != Class::Target {
+                continue;
+            }
+            if holds(&self.prestopped, leader) {
+                if leader.is_group_stopped() {
+                    continue;
+                }
+                // Someone continued it since: it is a target like any other now.
+                walk.all_stopped = false;
+                if walk.new.push(ARef::from(leader), GFP_ATOMIC).is_err() {
+                    break;
+                }
                 continue;
             }
             if holds(&self.stopped, leader) {
@@ -214,6 +225,7 @@ impl StopSet {
                     .try_create_and_insert(tgid, leader, GFP_KERNEL)?;
                 continue;
             }
+            self.prestopped.remove(&tgid);
             // Recorded before the signal is sent, so that an error cannot leave it stopped.
             self.stopped
                 .try_create_and_insert(tgid, leader.clone(), GFP_KERNEL)?;
