@@ -154,6 +154,7 @@ def main():
     ap.add_argument('console')
     ap.add_argument('tests')
     ap.add_argument('--demo', action='store_true')
+    ap.add_argument('--style', help='TAP output of the style checks')
     ap.add_argument('--elapsed', type=int)
     args = ap.parse_args()
     with open(args.console, errors='replace') as f:
@@ -181,6 +182,10 @@ def main():
     kunit(console, tally)
     print('kselftests (run by /init):')
     kselftests(tests, tally)
+    if args.style:
+        print('style (rustfmt, checkpatch --strict):')
+        with open(args.style, errors='replace') as f:
+            ktap_leaves([l.rstrip('\n') for l in f], 'style', tally)
     print('kernel log health:')
     kernel_health(console, tally)
     if not ended:

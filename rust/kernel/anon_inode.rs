@@ -26,9 +26,13 @@ use crate::{
         FileDescriptorReservation, //
     },
     prelude::*,
-    str::CStr, //
+    str::CStr,
+    sync::aref::ARef, //
 };
-use core::marker::PhantomData;
+use core::{
+    marker::PhantomData,
+    ptr::NonNull, //
+};
 
 /// An object that can back an anonymous-inode file.
 pub trait AnonInodeFile: Send + Sync + Sized + 'static {
@@ -100,9 +104,10 @@ pub fn install_fd<T: AnonInodeFile>(data: KBox<T>) -> Result<u32> {
         }
     };
     let fd = reservation.reserved_fd();
-    // SAFETY: `file` is a new file with a reference we own (`anon_inode_getfile` returned it), and
-    // nobody else has seen it, so it has no `fdget_pos` users.
-    let file = unsafe { crate::sync::aref::ARef::from_raw(core::ptr::NonNull::new_unchecked(file.cast())) };
+    // SAFETY: `anon_inode_getfile` succeeded, so `file` is a valid, non-null new file with a
+    // reference we own, and nobody else has seen it, so it has no `fdget_pos` users. `File` is a
+    // transparent wrapper of `struct file`.
+    let file = unsafe { ARef::from_raw(NonNull::new_unchecked(file.cast())) };
     reservation.fd_install(file);
     Ok(fd)
 }

@@ -111,7 +111,11 @@ impl fmt::Display for Comm {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let len = self.0.iter().position(|&c| c == 0).unwrap_or(self.0.len());
         for &c in &self.0[..len] {
-            let c = if c.is_ascii_graphic() || c == b' ' { c } else { b'?' };
+            let c = if c.is_ascii_graphic() || c == b' ' {
+                c
+            } else {
+                b'?'
+            };
             fmt::Write::write_char(f, char::from(c))?;
         }
         Ok(())

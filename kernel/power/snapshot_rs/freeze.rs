@@ -61,10 +61,7 @@ struct Held(());
 
 impl Held {
     fn acquire() -> Result<Self> {
-        if HELD
-            .cmpxchg(false, true, ordering::Acquire)
-            .is_err()
-        {
+        if HELD.cmpxchg(false, true, ordering::Acquire).is_err() {
             return Err(EBUSY);
         }
         Ok(Held(()))

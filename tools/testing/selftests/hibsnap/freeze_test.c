@@ -168,24 +168,25 @@ static double now_s(void)
 	return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+/* Spin in user mode forever; the empty asm keeps the loop from being optimized out. */
 static void busy_loop(void)
 {
-	volatile unsigned long x = 0;
-
 	for (;;)
-		x++;
+		__asm__ __volatile__("" ::: "memory");
 }
+
+/* The children a test spawned, killed by the teardown. */
+static pid_t children[MAX_CHILDREN];
+static int nr_children;
 
 FIXTURE(freeze)
 {
-	pid_t children[MAX_CHILDREN];
-	int nr;
 	int fd;
 };
 
 FIXTURE_SETUP(freeze)
 {
-	self->nr = 0;
+	nr_children = 0;
 	self->fd = -1;
 	/* Children die with the test process, whatever happens. */
 	ASSERT_EQ(0, prctl(PR_SET_CHILD_SUBREAPER, 1));
@@ -197,26 +198,29 @@ FIXTURE_TEARDOWN(freeze)
 
 	if (self->fd >= 0)
 		close(self->fd);
-	for (i = 0; i < self->nr; i++) {
-		kill(-self->children[i], SIGKILL);
-		kill(self->children[i], SIGKILL);
+	for (i = 0; i < nr_children; i++) {
+		kill(-children[i], SIGKILL);
+		kill(children[i], SIGKILL);
 	}
 	while (waitpid(-1, NULL, 0) > 0 || errno == EINTR)
 		;
 }
 
 /* Fork a child that runs @fn; it is killed by the teardown. */
-static pid_t spawn(FIXTURE_DATA(freeze) *self, void (*fn)(void *), void *arg)
+static pid_t spawn(void (*fn)(void *), void *arg)
 {
-	pid_t pid = fork();
+	pid_t pid;
 
+	if (nr_children == MAX_CHILDREN)
+		return -1;
+	pid = fork();
 	if (pid == 0) {
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		fn(arg);
 		_exit(0);
 	}
 	if (pid > 0)
-		self->children[self->nr++] = pid;
+		children[nr_children++] = pid;
 	return pid;
 }
 
@@ -262,25 +266,22 @@ static void *thread_busy(void *arg)
 TEST_F(freeze, busy_and_blocked_children_stop)
 {
 	int pipefd[2], i;
-	volatile unsigned long work = 0;
 
 	ASSERT_EQ(0, pipe(pipefd));
-	ASSERT_GT(spawn(self, run_busy, NULL), 0);
-	ASSERT_GT(spawn(self, run_busy, NULL), 0);
-	ASSERT_GT(spawn(self, run_pipe_reader, pipefd), 0);
-	ASSERT_GT(spawn(self, run_sleeper, NULL), 0);
-	ASSERT_GT(spawn(self, run_pause, NULL), 0);
+	ASSERT_GT(spawn(run_busy, NULL), 0);
+	ASSERT_GT(spawn(run_busy, NULL), 0);
+	ASSERT_GT(spawn(run_pipe_reader, pipefd), 0);
+	ASSERT_GT(spawn(run_sleeper, NULL), 0);
+	ASSERT_GT(spawn(run_pause, NULL), 0);
 	close(pipefd[0]);
 
 	self->fd = sys_freeze_processes(0);
 	ASSERT_GE(self->fd, 0) TH_LOG("freeze_processes: %s", strerror(errno));
-	for (i = 0; i < self->nr; i++)
-		EXPECT_EQ('T', proc_state(self->children[i]))
-			TH_LOG("child %d", self->children[i]);
+	for (i = 0; i < nr_children; i++)
+		EXPECT_EQ('T', proc_state(children[i]))
+			TH_LOG("child %d", children[i]);
 
 	/* The caller runs on, and is not stopped. */
-	for (i = 0; i < 1000000; i++)
-		work++;
 	EXPECT_NE('T', proc_state(getpid()));
 	/* The kernel refuses SIGSTOP to the global init: it runs on too. */
 	EXPECT_FALSE(stopped(1));
@@ -289,10 +290,10 @@ TEST_F(freeze, busy_and_blocked_children_stop)
 
 	ASSERT_EQ(0, close(self->fd));
 	self->fd = -1;
-	for (i = 0; i < self->nr; i++)
-		EXPECT_FALSE(stopped(self->children[i]))
-			TH_LOG("child %d still '%c'", self->children[i],
-			       proc_state(self->children[i]));
+	for (i = 0; i < nr_children; i++)
+		EXPECT_FALSE(stopped(children[i]))
+			TH_LOG("child %d still '%c'", children[i],
+			       proc_state(children[i]));
 	/* The pipe reader still works after the freeze. */
 	EXPECT_EQ(1, write(pipefd[1], "x", 1));
 	close(pipefd[1]);
@@ -316,7 +317,7 @@ TEST_F(freeze, all_threads_stop)
 	char path[64];
 	int tries = 0;
 
-	pid = spawn(self, run_multithreaded, NULL);
+	pid = spawn(run_multithreaded, NULL);
 	ASSERT_GT(pid, 0);
 	/* Wait until its threads exist (4 entries in /proc/PID/task). */
 	snprintf(path, sizeof(path), "/proc/%d/task", pid);
@@ -384,10 +385,10 @@ TEST_F(freeze, callers_tracer_is_exempt)
 	ASSERT_EQ(0, pipe(a.pong));
 	/* Let the child attach to us even with Yama. */
 	prctl(PR_SET_PTRACER, PR_SET_PTRACER_ANY);
-	tracer = spawn(self, run_tracer_of_caller, &a);
+	tracer = spawn(run_tracer_of_caller, &a);
 	ASSERT_GT(tracer, 0);
 	ASSERT_EQ(1, read(a.ready[0], &c, 1));
-	other = spawn(self, run_busy, NULL);
+	other = spawn(run_busy, NULL);
 	ASSERT_GT(other, 0);
 
 	self->fd = sys_freeze_processes(0);
@@ -421,9 +422,9 @@ TEST_F(freeze, traced_child_is_stopped)
 	pid_t tracee, tracer;
 	int i;
 
-	tracee = spawn(self, run_busy, NULL);
+	tracee = spawn(run_busy, NULL);
 	ASSERT_GT(tracee, 0);
-	tracer = spawn(self, run_hostile_tracer, &tracee);
+	tracer = spawn(run_hostile_tracer, &tracee);
 	ASSERT_GT(tracer, 0);
 	/* Wait for the attach: the tracee's TracerPid is the tracer. */
 	for (i = 0;; i++) {
@@ -480,7 +481,7 @@ TEST_F_TIMEOUT(freeze, fork_loop_stopped_with_children, 300)
 	int kids = 0, running = 0;
 	DIR *d;
 
-	forker = spawn(self, run_fork_loop, NULL);
+	forker = spawn(run_fork_loop, NULL);
 	ASSERT_GT(forker, 0);
 	/* Let it fork a while. */
 	usleep(100000);
@@ -513,8 +514,8 @@ TEST_F(freeze, prestopped_stays_stopped)
 	pid_t pre, other;
 	int status;
 
-	pre = spawn(self, run_pause, NULL);
-	other = spawn(self, run_pause, NULL);
+	pre = spawn(run_pause, NULL);
+	other = spawn(run_pause, NULL);
 	ASSERT_GT(pre, 0);
 	ASSERT_GT(other, 0);
 	ASSERT_EQ(0, kill(pre, SIGSTOP));
@@ -536,8 +537,8 @@ TEST_F(freeze, sigconted_helper_runs)
 {
 	pid_t helper, other;
 
-	helper = spawn(self, run_pause, NULL);
-	other = spawn(self, run_pause, NULL);
+	helper = spawn(run_pause, NULL);
+	other = spawn(run_pause, NULL);
 	ASSERT_GT(helper, 0);
 	ASSERT_GT(other, 0);
 	self->fd = sys_freeze_processes(0);
@@ -579,9 +580,9 @@ TEST_F(freeze, owner_killed_releases)
 
 	ASSERT_EQ(0, pipe(a.go));
 	ASSERT_EQ(0, pipe(a.ready));
-	victim = spawn(self, run_busy, NULL);
+	victim = spawn(run_busy, NULL);
 	ASSERT_GT(victim, 0);
-	owner = spawn(self, run_owner, &a);
+	owner = spawn(run_owner, &a);
 	ASSERT_GT(owner, 0);
 	ASSERT_EQ(0, ptrace(PTRACE_SEIZE, owner, 0, 0));
 	ASSERT_EQ(1, write(a.go[1], "g", 1));
@@ -619,7 +620,7 @@ TEST_F(freeze, eperm_without_cap_sys_admin)
 	pid_t pid, other;
 	int status;
 
-	other = spawn(self, run_pause, NULL);
+	other = spawn(run_pause, NULL);
 	ASSERT_GT(other, 0);
 	pid = fork();
 	ASSERT_GE(pid, 0);
@@ -634,7 +635,7 @@ TEST_F(freeze, eperm_without_cap_sys_admin)
 /* Unknown flags: EINVAL, and nothing stopped. */
 TEST_F(freeze, einval_on_unknown_flags)
 {
-	pid_t other = spawn(self, run_pause, NULL);
+	pid_t other = spawn(run_pause, NULL);
 
 	ASSERT_GT(other, 0);
 	EXPECT_EQ(-1, sys_freeze_processes(1));
@@ -681,7 +682,7 @@ TEST_F_TIMEOUT(freeze, timeout_names_stubborn_task, 120)
 	double t0;
 	ssize_t n;
 
-	parent = spawn(self, run_vfork_parent, NULL);
+	parent = spawn(run_vfork_parent, NULL);
 	ASSERT_GT(parent, 0);
 	/* Wait until the vfork child exists. */
 	while (find_child(parent) < 0)
@@ -716,8 +717,8 @@ TEST_F_TIMEOUT(freeze, cycles_leak_nothing, 300)
 	long slab0, slab1;
 	int fds0, i;
 
-	ASSERT_GT(spawn(self, run_pause, NULL), 0);
-	ASSERT_GT(spawn(self, run_busy, NULL), 0);
+	ASSERT_GT(spawn(run_pause, NULL), 0);
+	ASSERT_GT(spawn(run_busy, NULL), 0);
 	/* One cycle first, so that one-time allocations are not counted. */
 	self->fd = sys_freeze_processes(0);
 	ASSERT_GE(self->fd, 0);
@@ -730,9 +731,9 @@ TEST_F_TIMEOUT(freeze, cycles_leak_nothing, 300)
 		int fd = sys_freeze_processes(0);
 
 		ASSERT_GE(fd, 0) TH_LOG("cycle %d: %s", i, strerror(errno));
-		ASSERT_EQ('T', proc_state(self->children[0]));
+		ASSERT_EQ('T', proc_state(children[0]));
 		ASSERT_EQ(0, close(fd));
-		ASSERT_FALSE(stopped(self->children[0]));
+		ASSERT_FALSE(stopped(children[0]));
 	}
 	slab1 = meminfo_kb("Slab");
 	TH_LOG("100 cycles: fds %d -> %d, Slab %ld -> %ld kB", fds0, count_fds(), slab0, slab1);
@@ -747,20 +748,20 @@ TEST_F_TIMEOUT(freeze, thousand_processes, 600)
 	int i, n = 1000;
 
 	for (i = 0; i < n; i++)
-		ASSERT_GT(spawn(self, run_pause, NULL), 0);
+		ASSERT_GT(spawn(run_pause, NULL), 0);
 	t0 = now_s();
 	self->fd = sys_freeze_processes(0);
 	t1 = now_s();
 	ASSERT_GE(self->fd, 0);
 	for (i = 0; i < n; i++)
-		ASSERT_EQ('T', proc_state(self->children[i]));
+		ASSERT_EQ('T', proc_state(children[i]));
 	TH_LOG("froze %d processes in %.3f s", n, t1 - t0);
 	t0 = now_s();
 	ASSERT_EQ(0, close(self->fd));
 	t1 = now_s();
 	self->fd = -1;
 	for (i = 0; i < n; i++)
-		ASSERT_FALSE(stopped(self->children[i]));
+		ASSERT_FALSE(stopped(children[i]));
 	TH_LOG("released %d processes in %.3f s", n, t1 - t0);
 }
 
