@@ -31,8 +31,12 @@ chroot_mount() {
 	mountpoint -q "$root/sys" || mount -t sysfs sys "$root/sys"
 	mountpoint -q "$root/dev" || { mount --rbind /dev "$root/dev" && mount --make-rslave "$root/dev"; }
 	mkdir -p "$root/hibsnap/repo" "$root/hibsnap/cache"
-	mountpoint -q "$root/hibsnap/repo" || mount --bind "$REPO" "$root/hibsnap/repo"
-	mountpoint -q "$root/hibsnap/cache" || mount --bind "$HIBSNAP_CACHE/work" "$root/hibsnap/cache"
+	# A run that was killed may have left these bound to another checkout:
+	# always bind this one.
+	mountpoint -q "$root/hibsnap/repo" && umount -l "$root/hibsnap/repo"
+	mountpoint -q "$root/hibsnap/cache" && umount -l "$root/hibsnap/cache"
+	mount --bind "$REPO" "$root/hibsnap/repo"
+	mount --bind "$HIBSNAP_CACHE/work" "$root/hibsnap/cache"
 	cp -L /etc/resolv.conf "$root/etc/resolv.conf" 2>/dev/null || true
 }
 

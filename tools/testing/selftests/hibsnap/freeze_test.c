@@ -175,6 +175,12 @@ static void busy_loop(void)
 		__asm__ __volatile__("" ::: "memory");
 }
 
+static void pause_forever(void)
+{
+	for (;;)
+		pause();
+}
+
 /* The children a test spawned, killed by the teardown. */
 static pid_t children[MAX_CHILDREN];
 static int nr_children;
@@ -251,8 +257,7 @@ static void run_sleeper(void *arg)
 static void run_pause(void *arg)
 {
 	(void)arg;
-	for (;;)
-		pause();
+	pause_forever();
 }
 
 static void *thread_busy(void *arg)
@@ -454,18 +459,20 @@ TEST_F(freeze, traced_child_is_stopped)
 	EXPECT_FALSE(stopped(tracer));
 }
 
+/* Fork children as fast as possible; each child forks a grandchild. */
 static void run_fork_loop(void *arg)
 {
 	int i;
 
 	(void)arg;
 	setpgid(0, 0);
-	for (i = 0; i < 400; i++) {
+	for (i = 0; i < 300; i++) {
 		pid_t pid = fork();
 
 		if (pid == 0) {
-			for (;;)
-				pause();
+			if (fork() < 0)
+				_exit(1);
+			pause_forever();
 		}
 		if (pid < 0)
 			break;
@@ -473,13 +480,41 @@ static void run_fork_loop(void *arg)
 	busy_loop();
 }
 
-/* A process forking in a loop is stopped together with all its children. */
-TEST_F_TIMEOUT(freeze, fork_loop_stopped_with_children, 300)
+struct proc_entry {
+	pid_t pid, ppid;
+	char state;
+};
+
+/* Every process in /proc with its parent and state, read once. */
+static int read_procs(struct proc_entry *procs, int max)
 {
 	struct dirent *de;
-	pid_t forker;
-	int kids = 0, running = 0;
-	DIR *d;
+	int n = 0;
+	DIR *d = opendir("/proc");
+
+	if (!d)
+		return -1;
+	while (n < max && (de = readdir(d))) {
+		pid_t pid = atoi(de->d_name);
+
+		if (pid <= 0)
+			continue;
+		procs[n].pid = pid;
+		procs[n].ppid = proc_ppid(pid);
+		procs[n].state = proc_state(pid);
+		if (procs[n].ppid >= 0)
+			n++;
+	}
+	closedir(d);
+	return n;
+}
+
+/* A process forking in a loop is stopped together with all its descendants. */
+TEST_F_TIMEOUT(freeze, fork_loop_stopped_with_descendants, 300)
+{
+	static struct proc_entry procs[4096];
+	pid_t forker, tree[4096];
+	int nprocs, ntree = 1, depth2 = 0, running = 0, i, j;
 
 	forker = spawn(run_fork_loop, NULL);
 	ASSERT_GT(forker, 0);
@@ -488,23 +523,27 @@ TEST_F_TIMEOUT(freeze, fork_loop_stopped_with_children, 300)
 
 	self->fd = sys_freeze_processes(0);
 	ASSERT_GE(self->fd, 0);
-	EXPECT_EQ('T', proc_state(forker));
-	d = opendir("/proc");
-	ASSERT_NE(NULL, d);
-	while ((de = readdir(d))) {
-		pid_t pid = atoi(de->d_name);
-
-		if (pid <= 0 || proc_ppid(pid) != forker)
-			continue;
-		kids++;
-		if (proc_state(pid) != 'T' && proc_state(pid) != 'Z') {
-			running++;
-			TH_LOG("child %d of the forker is '%c'", pid, proc_state(pid));
+	nprocs = read_procs(procs, 4096);
+	ASSERT_GT(nprocs, 0);
+	/* Breadth-first over the forker's descendants. */
+	tree[0] = forker;
+	for (i = 0; i < ntree; i++) {
+		for (j = 0; j < nprocs && ntree < 4096; j++) {
+			if (procs[j].ppid != tree[i])
+				continue;
+			tree[ntree++] = procs[j].pid;
+			if (i > 0)
+				depth2++;
+			if (procs[j].state != 'T' && procs[j].state != 'Z') {
+				running++;
+				TH_LOG("descendant %d is '%c'", procs[j].pid, procs[j].state);
+			}
 		}
 	}
-	closedir(d);
-	TH_LOG("forker had %d children, all stopped", kids);
-	EXPECT_GT(kids, 0);
+	TH_LOG("forker had %d descendants (%d grandchildren), all stopped",
+	       ntree - 1, depth2);
+	EXPECT_EQ('T', proc_state(forker));
+	EXPECT_GT(ntree - 1, 0);
 	EXPECT_EQ(0, running);
 }
 
@@ -648,12 +687,16 @@ TEST_F(freeze, einval_on_unknown_flags)
 /* A second freeze while one is held: EBUSY; after release it works again. */
 TEST_F(freeze, ebusy_on_second_freeze)
 {
+	pid_t other = spawn(run_pause, NULL);
 	int fd2;
 
+	ASSERT_GT(other, 0);
 	self->fd = sys_freeze_processes(0);
 	ASSERT_GE(self->fd, 0);
 	EXPECT_EQ(-1, sys_freeze_processes(0));
 	EXPECT_EQ(EBUSY, errno);
+	/* The failed call left the held freeze as it was. */
+	EXPECT_EQ('T', proc_state(other));
 	ASSERT_EQ(0, close(self->fd));
 	self->fd = -1;
 	fd2 = sys_freeze_processes(0);
@@ -666,10 +709,8 @@ static void run_vfork_parent(void *arg)
 	(void)arg;
 	/* Its own process group, so that the teardown kills the child too. */
 	setpgid(0, 0);
-	if (vfork() == 0) {
-		for (;;)
-			pause();
-	}
+	if (vfork() == 0)
+		pause_forever();
 	_exit(0);
 }
 
