@@ -75,8 +75,8 @@ impl From<Error> for CtrError {
 pub enum MapResult {
     /// The bio was remapped (device and sector); device-mapper submits it.
     Remapped,
-    /// The target took the bio over and will complete it (or already did).
-    Submitted,
+    /// The target handled the bio itself: complete it now, with this result.
+    Completed(Result),
     /// Fail the bio with an I/O error.
     Kill,
 }
@@ -250,6 +250,106 @@ impl TargetDevice {
     fn as_raw(&self) -> *mut bindings::dm_dev {
         self.dev.as_ptr()
     }
+
+    /// Issues one synchronous `dm_io()` request on this device.
+    fn io_sync(
+        &self,
+        client: &IoClient,
+        opf: u32,
+        sector: u64,
+        count: u64,
+        addr: *mut c_void,
+    ) -> Result {
+        let mut region = bindings::dm_io_region {
+            // SAFETY: `dev` is valid by the type invariants.
+            bdev: unsafe { (*self.dev.as_ptr()).bdev },
+            sector,
+            count,
+        };
+        let mut req = bindings::dm_io_request {
+            bi_opf: opf,
+            mem: bindings::dm_io_memory {
+                type_: bindings::dm_io_mem_type_DM_IO_KMEM,
+                offset: 0,
+                ptr: bindings::dm_io_memory__bindgen_ty_1 { addr },
+            },
+            notify: bindings::dm_io_notify {
+                fn_: None,
+                context: core::ptr::null_mut(),
+            },
+            client: client.0.as_ptr(),
+        };
+        // SAFETY: `req` and `region` are valid for the call; with no notify function the call is
+        // synchronous, so `addr` need only be valid until it returns, which the callers ensure.
+        to_result(unsafe {
+            bindings::dm_io(
+                &mut req,
+                1,
+                &mut region,
+                core::ptr::null_mut(),
+                core::ptr::null_mut(),
+                0,
+            )
+        })
+    }
+
+    /// Writes `data` to this device at `sector` and waits for it.
+    ///
+    /// `data` is in a `KBox`, which `kmalloc` allocates: `dm_io()` needs directly mapped memory.
+    /// Must not be called while mapping a bio (the write would queue behind it).
+    pub fn write_sync<const N: usize>(
+        &self,
+        client: &IoClient,
+        sector: u64,
+        data: &KBox<[u8; N]>,
+    ) -> Result {
+        build_assert!(N % 512 == 0);
+        let addr = core::ptr::from_ref::<[u8; N]>(data)
+            .cast_mut()
+            .cast::<c_void>();
+        self.io_sync(
+            client,
+            bindings::req_op_REQ_OP_WRITE | bindings::REQ_SYNC,
+            sector,
+            (N / 512) as u64,
+            addr,
+        )
+    }
+
+    /// Flushes this device's volatile write cache and waits for it.
+    pub fn flush_sync(&self, client: &IoClient) -> Result {
+        self.io_sync(
+            client,
+            bindings::req_op_REQ_OP_WRITE | bindings::REQ_PREFLUSH | bindings::REQ_SYNC,
+            0,
+            0,
+            core::ptr::null_mut(),
+        )
+    }
+}
+
+/// A `dm_io()` client: the memory pools for synchronous I/O a target issues itself.
+pub struct IoClient(NonNull<bindings::dm_io_client>);
+
+// SAFETY: A `dm_io_client` may be used and destroyed from any thread.
+unsafe impl Send for IoClient {}
+// SAFETY: `dm_io()` may be called concurrently with the same client.
+unsafe impl Sync for IoClient {}
+
+impl IoClient {
+    /// Creates a client.
+    pub fn new() -> Result<Self> {
+        // SAFETY: No preconditions; returns a client or an error pointer.
+        let client = crate::error::from_err_ptr(unsafe { bindings::dm_io_client_create() })?;
+        Ok(IoClient(NonNull::new(client).ok_or(ENOMEM)?))
+    }
+}
+
+impl Drop for IoClient {
+    fn drop(&mut self) {
+        // SAFETY: The client was created in `new` and is not used any more.
+        unsafe { bindings::dm_io_client_destroy(self.0.as_ptr()) }
+    }
 }
 
 impl Drop for TargetDevice {
@@ -288,7 +388,7 @@ pub trait Target: Sized + Send + Sync + 'static {
     const VERSION: [u32; 3];
 
     /// Constructs a target from a table line's arguments.
-    fn new(setup: &mut TargetSetup<'_>, args: Args<'_>) -> Result<KBox<Self>, CtrError>;
+    fn new(setup: &mut TargetSetup<'_>, args: Args<'_>) -> Result<Pin<KBox<Self>>, CtrError>;
 
     /// Maps one bio.
     fn map(&self, bio: &mut Bio, offset: u64) -> MapResult;
@@ -306,6 +406,27 @@ pub trait Target: Sized + Send + Sync + 'static {
     /// Reports the devices the target uses.
     fn iterate_devices(&self, _visitor: &mut DeviceVisitor) -> c_int {
         build_error!(VTABLE_DEFAULT_ERROR)
+    }
+
+    /// Adjusts the queue limits device-mapper computed from the devices.
+    fn io_hints(&self, _limits: &mut QueueLimits<'_>) {
+        build_error!(VTABLE_DEFAULT_ERROR)
+    }
+}
+
+/// The queue limits of a device-mapper device, for [`Target::io_hints`].
+pub struct QueueLimits<'a> {
+    limits: &'a mut bindings::queue_limits,
+}
+
+impl QueueLimits<'_> {
+    /// Raises the logical block size (the smallest unit of I/O) to at least `bytes`; the physical
+    /// block size and the minimum I/O size follow.
+    pub fn raise_logical_block_size(&mut self, bytes: u32) {
+        let l = &mut *self.limits;
+        l.logical_block_size = l.logical_block_size.max(bytes);
+        l.physical_block_size = l.physical_block_size.max(bytes);
+        l.io_min = l.io_min.max(bytes);
     }
 }
 
@@ -330,8 +451,11 @@ impl<T: Target> Callbacks<T> {
         let args = unsafe { Args::from_raw(argc, argv) };
         match T::new(&mut setup, args) {
             Ok(target) => {
+                // SAFETY: The target stays pinned: `dtr` turns the pointer back into the same
+                // pinned box, and nothing moves it in between.
+                let raw = KBox::into_raw(unsafe { Pin::into_inner_unchecked(target) });
                 // SAFETY: `ti` is valid; `private` is ours, and freed in `dtr`.
-                unsafe { (*ti).private = KBox::into_raw(target).cast() };
+                unsafe { (*ti).private = raw.cast() };
                 0
             }
             Err(e) => {
@@ -354,8 +478,9 @@ impl<T: Target> Callbacks<T> {
     ///
     /// `ti` must be a target that `ctr` constructed successfully, being destroyed.
     unsafe extern "C" fn dtr(ti: *mut bindings::dm_target) {
-        // SAFETY: `private` was set by `ctr` from `KBox::into_raw`, and `dtr` runs once.
-        drop(unsafe { KBox::from_raw((*ti).private.cast::<T>()) });
+        // SAFETY: `private` was set by `ctr` from `KBox::into_raw` of a pinned box, and `dtr`
+        // runs once.
+        drop(unsafe { Pin::new_unchecked(KBox::from_raw((*ti).private.cast::<T>())) });
     }
 
     /// # Safety
@@ -369,7 +494,10 @@ impl<T: Target> Callbacks<T> {
         let offset = bio.sector().wrapping_sub(unsafe { (*ti).begin });
         let r = match target.map(bio, offset) {
             MapResult::Remapped => bindings::DM_MAPIO_REMAPPED,
-            MapResult::Submitted => bindings::DM_MAPIO_SUBMITTED,
+            MapResult::Completed(result) => {
+                bio.end(result);
+                bindings::DM_MAPIO_SUBMITTED
+            }
             MapResult::Kill => bindings::DM_MAPIO_KILL,
         };
         r as c_int
@@ -425,6 +553,20 @@ impl<T: Target> Callbacks<T> {
 
     /// # Safety
     ///
+    /// `ti` must be a constructed target and `limits` the limits device-mapper is computing.
+    unsafe extern "C" fn io_hints(
+        ti: *mut bindings::dm_target,
+        limits: *mut bindings::queue_limits,
+    ) {
+        // SAFETY: The caller guarantees `limits` is valid, and ours during the call.
+        let limits = unsafe { &mut *limits };
+        let mut limits = QueueLimits { limits };
+        // SAFETY: The caller guarantees `ti`.
+        unsafe { Self::target(ti) }.io_hints(&mut limits)
+    }
+
+    /// # Safety
+    ///
     /// `ti` must be a constructed target; `callout` and `data` come from device-mapper.
     unsafe extern "C" fn iterate_devices(
         ti: *mut bindings::dm_target,
@@ -469,6 +611,11 @@ impl<T: Target> Registration<T> {
                         message: if T::HAS_MESSAGE { Some(Callbacks::<T>::message) } else { None },
                         iterate_devices: if T::HAS_ITERATE_DEVICES {
                             Some(Callbacks::<T>::iterate_devices)
+                        } else {
+                            None
+                        },
+                        io_hints: if T::HAS_IO_HINTS {
+                            Some(Callbacks::<T>::io_hints)
                         } else {
                             None
                         },

@@ -6,8 +6,10 @@
 
 use crate::{
     bindings,
+    page::PAGE_SIZE,
     types::Opaque, //
 };
+use core::ptr;
 
 /// The operation a [`Bio`] asks for.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -109,5 +111,91 @@ impl Bio {
     pub unsafe fn set_dev(&mut self, bdev: *mut bindings::block_device) {
         // SAFETY: The bio is valid and ours by the type invariants; the caller guarantees `bdev`.
         unsafe { bindings::bio_set_dev(self.raw(), bdev) }
+    }
+
+    /// Completes the request with `result` (`bio_endio()`).
+    ///
+    /// Only for a target that handled the request itself, from its map function; the request is
+    /// not to be touched afterwards.
+    pub(crate) fn end(&mut self, result: crate::error::Result) {
+        if let Err(e) = result {
+            // SAFETY: The bio is valid and ours by the type invariants.
+            unsafe { (*self.raw()).bi_status = bindings::errno_to_blk_status(e.to_errno()) };
+        }
+        // SAFETY: The bio is ours to complete; the caller does not use it afterwards.
+        unsafe { bindings::bio_endio(self.raw()) }
+    }
+
+    /// Calls `f(addr, len, pos)` for each piece of the request's data, from its current position,
+    /// up to `limit` bytes: `addr` is the piece mapped into kernel memory, `len` its length and
+    /// `pos` its offset in the request. A piece never crosses a page.
+    fn for_each_mapped(&self, limit: usize, mut f: impl FnMut(*mut u8, usize, usize)) {
+        let bio = self.raw();
+        // SAFETY: The bio is valid by the type invariants; its iterator and vector describe its
+        // data, which nobody else changes while we hold the bio.
+        let (vecs, mut idx, mut done, size) = unsafe {
+            (
+                (*bio).bi_io_vec,
+                (*bio).bi_iter.bi_idx as usize,
+                (*bio).bi_iter.bi_offset as usize,
+                (*bio).bi_iter.bi_size as usize,
+            )
+        };
+        let mut remaining = size.min(limit);
+        let mut pos = 0;
+        while remaining > 0 {
+            // SAFETY: While bytes remain in the iterator, `idx` indexes a valid vector entry.
+            let bv = unsafe { &*vecs.add(idx) };
+            let len = (bv.bv_len as usize - done).min(remaining);
+            let mut off = bv.bv_offset as usize + done;
+            let mut left = len;
+            while left > 0 {
+                // SAFETY: A bio vector entry is physically contiguous, so its pages are
+                // consecutive `struct page`s.
+                let page = unsafe { bv.bv_page.add(off / PAGE_SIZE) };
+                let in_page = off % PAGE_SIZE;
+                let n = left.min(PAGE_SIZE - in_page);
+                // SAFETY: `page` is a valid page of the request's data.
+                let addr = unsafe { bindings::kmap_local_page(page) }.cast::<u8>();
+                // SAFETY: `in_page + n <= PAGE_SIZE`, inside the page just mapped.
+                f(unsafe { addr.add(in_page) }, n, pos);
+                // SAFETY: `addr` was mapped just above, and mappings are undone in reverse order.
+                unsafe { bindings::kunmap_local(addr.cast()) };
+                off += n;
+                left -= n;
+                pos += n;
+            }
+            remaining -= len;
+            done += len;
+            if done == bv.bv_len as usize {
+                idx += 1;
+                done = 0;
+            }
+        }
+    }
+
+    /// Copies the request's data, from its current position, into `dst`: as much as both hold.
+    /// Returns the number of bytes copied.
+    pub fn copy_to_slice(&self, dst: &mut [u8]) -> usize {
+        let mut copied = 0;
+        self.for_each_mapped(dst.len(), |addr, len, pos| {
+            // SAFETY: `addr` is `len` mapped bytes of the request; `pos + len <= dst.len()`.
+            unsafe { ptr::copy_nonoverlapping(addr, dst.as_mut_ptr().add(pos), len) };
+            copied = pos + len;
+        });
+        copied
+    }
+
+    /// Copies `src` into the request's data buffers, from its current position: as much as both
+    /// hold. Returns the number of bytes copied.
+    pub fn copy_from_slice(&mut self, src: &[u8]) -> usize {
+        let mut copied = 0;
+        self.for_each_mapped(src.len(), |addr, len, pos| {
+            // SAFETY: `addr` is `len` mapped bytes of the request, which we hold exclusively;
+            // `pos + len <= src.len()`.
+            unsafe { ptr::copy_nonoverlapping(src.as_ptr().add(pos), addr, len) };
+            copied = pos + len;
+        });
+        copied
     }
 }

@@ -94,6 +94,32 @@ static int pio(const char *path, int write, void *buf, size_t len, off_t off)
 	return n == (ssize_t)len ? 0 : -1;
 }
 
+/* Read counter @key ("reads", "diverted", ...) and the mode from dmsetup status. */
+static int status_field(const char *key, unsigned long long *val, char *mode, size_t mlen)
+{
+	char out[512], pat[64], *p;
+
+	if (run(out, sizeof(out), "dmsetup status " DM_NAME))
+		return -1;
+	/* "0 131072 hibsnap MODE store N/LIMIT chunks reads R ..." */
+	p = strstr(out, "hibsnap ");
+	if (!p)
+		return -1;
+	if (mode && sscanf(p, "hibsnap %31s", mode) != 1)
+		return -1;
+	(void)mlen;
+	snprintf(pat, sizeof(pat), " %s ", key);
+	p = strstr(p, pat);
+	if (!p)
+		return -1;
+	return sscanf(p + strlen(pat), "%llu", val) == 1 ? 0 : -1;
+}
+
+static int dm_message(const char *m)
+{
+	return run(NULL, 0, "dmsetup message " DM_NAME " 0 %s", m);
+}
+
 FIXTURE(dm)
 {
 	unsigned long long sectors;
@@ -121,7 +147,7 @@ FIXTURE_TEARDOWN(dm)
 /* Passthrough: what is written through the device is on the origin, and the other way round. */
 TEST_F(dm, passthrough_data)
 {
-	static const off_t offsets[] = { 0, 4096, 512 * 3, 1 << 20 };
+	static const off_t offsets[] = { 0, 4096, 4096 * 3, 1 << 20 };
 	unsigned char *w, *r;
 	size_t i, len = 3 * 4096;
 
@@ -144,19 +170,16 @@ TEST_F(dm, passthrough_data)
 	free(r);
 }
 
-/* dmsetup status counts bios; dmsetup table shows the origin. */
+/* dmsetup status counts bios; dmsetup table shows the origin and the store limit. */
 TEST_F(dm, status_and_table)
 {
 	unsigned long long reads0, writes0, reads1, writes1;
-	char out[512], *p;
-	int n;
+	char out[512], mode[32];
 	unsigned char *buf;
 
-	ASSERT_EQ(0, run(out, sizeof(out), "dmsetup status " DM_NAME));
-	p = strstr(out, "passthrough");
-	ASSERT_NE(NULL, p) TH_LOG("status: %s", out);
-	n = sscanf(p, "passthrough reads %llu writes %llu", &reads0, &writes0);
-	ASSERT_EQ(2, n);
+	ASSERT_EQ(0, status_field("reads", &reads0, mode, sizeof(mode)));
+	ASSERT_EQ(0, status_field("writes", &writes0, NULL, 0));
+	EXPECT_STREQ("passthrough", mode);
 
 	ASSERT_EQ(0, posix_memalign((void **)&buf, 4096, 4096));
 	memset(buf, 0x5a, 4096);
@@ -164,16 +187,221 @@ TEST_F(dm, status_and_table)
 	ASSERT_EQ(0, pio(DM_DEV, 0, buf, 4096, 8192));
 	free(buf);
 
-	ASSERT_EQ(0, run(out, sizeof(out), "dmsetup status " DM_NAME));
-	p = strstr(out, "passthrough");
-	ASSERT_NE(NULL, p);
-	n = sscanf(p, "passthrough reads %llu writes %llu", &reads1, &writes1);
-	ASSERT_EQ(2, n);
+	ASSERT_EQ(0, status_field("reads", &reads1, NULL, 0));
+	ASSERT_EQ(0, status_field("writes", &writes1, NULL, 0));
 	EXPECT_GT(reads1, reads0);
 	EXPECT_GT(writes1, writes0);
 
 	ASSERT_EQ(0, run(out, sizeof(out), "dmsetup table " DM_NAME));
-	EXPECT_NE(NULL, strstr(out, "hibsnap 1:0")) TH_LOG("table: %s", out);
+	EXPECT_NE(NULL, strstr(out, "hibsnap 1:0 256")) TH_LOG("table: %s", out);
+}
+
+/* Compare @len bytes of @path at @off with pattern @seed. */
+static int has_pattern(const char *path, size_t len, unsigned int seed, off_t off)
+{
+	unsigned char *want, *got;
+	int ok = -1;
+
+	if (posix_memalign((void **)&want, 4096, len) || posix_memalign((void **)&got, 4096, len))
+		return -1;
+	pattern(want, len, seed, off);
+	if (!pio(path, 0, got, len, off))
+		ok = memcmp(want, got, len) ? 1 : 0;
+	free(want);
+	free(got);
+	return ok;
+}
+
+static int put_pattern(const char *path, size_t len, unsigned int seed, off_t off)
+{
+	unsigned char *buf;
+	int r;
+
+	if (posix_memalign((void **)&buf, 4096, len))
+		return -1;
+	pattern(buf, len, seed, off);
+	r = pio(path, 1, buf, len, off);
+	free(buf);
+	return r;
+}
+
+/* Regions written in the data tests: one chunk, two chunks, 64 KiB, and far out. */
+static const struct {
+	off_t off;
+	size_t len;
+} regions[] = {
+	{ 0, 4096 }, { 12288, 8192 }, { 65536, 65536 }, { 8 << 20, 4096 },
+};
+
+/*
+ * Snapshot: new data through the device, old data on the origin. Merge: the
+ * origin gets the new data. A second snapshot, then drop: the device reads
+ * what the origin has, the merged data.
+ */
+TEST_F(dm, snapshot_merge_drop)
+{
+	unsigned long long chunks, diverted, served;
+	char mode[32];
+	size_t i;
+
+	for (i = 0; i < ARRAY_SIZE(regions); i++)
+		ASSERT_EQ(0, put_pattern(DM_DEV, regions[i].len, 1, regions[i].off));
+	ASSERT_EQ(0, dm_message("snapshot"));
+	ASSERT_EQ(0, status_field("store", &chunks, mode, sizeof(mode)));
+	EXPECT_STREQ("snapshot", mode);
+	EXPECT_EQ(0ULL, chunks);
+
+	for (i = 0; i < ARRAY_SIZE(regions); i++)
+		ASSERT_EQ(0, put_pattern(DM_DEV, regions[i].len, 2, regions[i].off));
+	for (i = 0; i < ARRAY_SIZE(regions); i++) {
+		EXPECT_EQ(0, has_pattern(DM_DEV, regions[i].len, 2, regions[i].off))
+			TH_LOG("device at %lld: not the new data",
+			       (long long)regions[i].off);
+		EXPECT_EQ(0, has_pattern(ORIGIN, regions[i].len, 1, regions[i].off))
+			TH_LOG("origin at %lld: not the old data",
+			       (long long)regions[i].off);
+	}
+	ASSERT_EQ(0, status_field("diverted", &diverted, NULL, 0));
+	ASSERT_EQ(0, status_field("served", &served, NULL, 0));
+	/* 1 + 2 + 16 + 1 chunks written, each one bio. */
+	EXPECT_EQ(20ULL, diverted);
+	EXPECT_GE(served, 20ULL);
+
+	ASSERT_EQ(0, dm_message("merge"));
+	ASSERT_EQ(0, status_field("diverted", &diverted, mode, sizeof(mode)));
+	EXPECT_STREQ("passthrough", mode);
+	for (i = 0; i < ARRAY_SIZE(regions); i++)
+		EXPECT_EQ(0, has_pattern(ORIGIN, regions[i].len, 2, regions[i].off))
+			TH_LOG("origin at %lld: merge lost the new data",
+			       (long long)regions[i].off);
+
+	ASSERT_EQ(0, dm_message("snapshot"));
+	for (i = 0; i < ARRAY_SIZE(regions); i++)
+		ASSERT_EQ(0, put_pattern(DM_DEV, regions[i].len, 3, regions[i].off));
+	EXPECT_EQ(0, has_pattern(DM_DEV, regions[0].len, 3, regions[0].off));
+	ASSERT_EQ(0, dm_message("drop"));
+	for (i = 0; i < ARRAY_SIZE(regions); i++) {
+		EXPECT_EQ(0, has_pattern(DM_DEV, regions[i].len, 2, regions[i].off))
+			TH_LOG("device at %lld: drop kept the snapshot's data",
+			       (long long)regions[i].off);
+		EXPECT_EQ(0, has_pattern(ORIGIN, regions[i].len, 2, regions[i].off));
+	}
+}
+
+/*
+ * Partial blocks (buffered writes of a few bytes), FUA (O_DSYNC), flushes
+ * (fsync) and discards during a snapshot: all land in the store or complete,
+ * and the origin receives nothing.
+ */
+TEST_F(dm, snapshot_partial_fua_flush_discard)
+{
+	unsigned char *before, *after;
+	unsigned long long range[2] = { 1 << 20, 1 << 20 };
+	char text[] = "hibsnap partial write";
+	char back[sizeof(text)];
+	int fd;
+
+	ASSERT_EQ(0, posix_memalign((void **)&before, 4096, 4 << 20));
+	ASSERT_EQ(0, posix_memalign((void **)&after, 4096, 4 << 20));
+	ASSERT_EQ(0, pio(ORIGIN, 0, before, 4 << 20, 0));
+	ASSERT_EQ(0, dm_message("snapshot"));
+
+	/* A few bytes inside a block, through the page cache, then fsync (a flush). */
+	fd = open(DM_DEV, O_RDWR | O_CLOEXEC);
+	ASSERT_GE(fd, 0);
+	ASSERT_EQ((ssize_t)sizeof(text), pwrite(fd, text, sizeof(text), 4096 + 100));
+	ASSERT_EQ(0, fsync(fd));
+	close(fd);
+	/* FUA writes. */
+	fd = open(DM_DEV, O_RDWR | O_DIRECT | O_DSYNC | O_CLOEXEC);
+	ASSERT_GE(fd, 0);
+	memset(after, 0x77, 8192);
+	ASSERT_EQ(8192, pwrite(fd, after, 8192, 2 << 20));
+	/* A discard. */
+	EXPECT_EQ(0, ioctl(fd, BLKDISCARD, range));
+	close(fd);
+
+	fd = open(DM_DEV, O_RDONLY | O_DIRECT | O_CLOEXEC);
+	ASSERT_GE(fd, 0);
+	ASSERT_EQ(4096, pread(fd, after, 4096, 4096));
+	close(fd);
+	memcpy(back, after + 100, sizeof(back));
+	EXPECT_EQ(0, memcmp(text, back, sizeof(text)));
+	ASSERT_EQ(0, pio(ORIGIN, 0, after, 4 << 20, 0));
+	EXPECT_EQ(0, memcmp(before, after, 4 << 20))
+		TH_LOG("the origin changed during the snapshot");
+	ASSERT_EQ(0, dm_message("drop"));
+	free(before);
+	free(after);
+}
+
+/* A full store fails writes with ENOSPC, says so in status, and drop recovers. */
+TEST_F(dm, store_full_fails_writes)
+{
+	unsigned long long refused, chunks;
+	unsigned char *buf;
+	char out[512], mode[32];
+	int fd, i, failed = 0, err = 0;
+
+	run(NULL, 0, "dmsetup remove --noudevsync " DM_NAME);
+	ASSERT_EQ(0, run(out, sizeof(out),
+			 DMSETUP_CREATE " " DM_NAME " --table '0 %llu hibsnap " ORIGIN " 1' && "
+			 DMSETUP_MKNODES " " DM_NAME, self->sectors)) TH_LOG("%s", out);
+	ASSERT_EQ(0, dm_message("snapshot"));
+	ASSERT_EQ(0, posix_memalign((void **)&buf, 4096, 4096));
+	memset(buf, 0x33, 4096);
+	fd = open(DM_DEV, O_WRONLY | O_DIRECT | O_CLOEXEC);
+	ASSERT_GE(fd, 0);
+	/* A 1 MiB store holds 256 chunks: write 300. */
+	for (i = 0; i < 300; i++) {
+		if (pwrite(fd, buf, 4096, (off_t)i * 4096) != 4096) {
+			failed++;
+			err = errno;
+		}
+	}
+	close(fd);
+	EXPECT_EQ(44, failed);
+	EXPECT_EQ(ENOSPC, err);
+	ASSERT_EQ(0, status_field("refused", &refused, mode, sizeof(mode)));
+	ASSERT_EQ(0, status_field("store", &chunks, NULL, 0));
+	EXPECT_STREQ("full", mode);
+	EXPECT_EQ(44ULL, refused);
+	EXPECT_EQ(256ULL, chunks);
+	/* Reads still work. */
+	EXPECT_EQ(0, pio(DM_DEV, 0, buf, 4096, 0));
+	ASSERT_EQ(0, dm_message("drop"));
+	ASSERT_EQ(0, status_field("store", &chunks, mode, sizeof(mode)));
+	EXPECT_STREQ("passthrough", mode);
+	EXPECT_EQ(0ULL, chunks);
+	EXPECT_EQ(0, pio(DM_DEV, 1, buf, 4096, 0));
+	free(buf);
+}
+
+/* Messages in the wrong state, or with arguments, are refused and change nothing. */
+TEST_F(dm, messages_in_wrong_state)
+{
+	char mode[32];
+	unsigned long long v;
+
+	EXPECT_NE(0, dm_message("merge"));
+	EXPECT_NE(0, dm_message("drop"));
+	EXPECT_NE(0, dm_message("snapshot now"));
+	ASSERT_EQ(0, status_field("reads", &v, mode, sizeof(mode)));
+	EXPECT_STREQ("passthrough", mode);
+	ASSERT_EQ(0, dm_message("snapshot"));
+	EXPECT_NE(0, dm_message("snapshot"));
+	ASSERT_EQ(0, status_field("reads", &v, mode, sizeof(mode)));
+	EXPECT_STREQ("snapshot", mode);
+	ASSERT_EQ(0, dm_message("drop"));
+}
+
+/* Removing the device while a snapshot with data is held frees it all. */
+TEST_F(dm, remove_while_snapshot_held)
+{
+	ASSERT_EQ(0, dm_message("snapshot"));
+	ASSERT_EQ(0, put_pattern(DM_DEV, 65536, 9, 0));
+	EXPECT_EQ(0, run(NULL, 0, "dmsetup remove --noudevsync " DM_NAME));
+	EXPECT_NE(0, run(NULL, 0, "dmsetup info " DM_NAME));
 }
 
 /* Bad table lines are refused with a clear error and leave no device behind. */
@@ -183,6 +411,9 @@ TEST_F(dm, bad_tables)
 		"hibsnap",				/* no origin */
 		"hibsnap /dev/ram0 extra",		/* too many arguments */
 		"hibsnap /dev/does-not-exist",		/* no such device */
+		"hibsnap /dev/ram0 0",			/* store limit 0 */
+		"hibsnap /dev/ram0 lots",		/* store limit not a number */
+		"hibsnap /dev/ram0 1 2",		/* too many arguments */
 	};
 	char out[512];
 	size_t i;
@@ -195,16 +426,19 @@ TEST_F(dm, bad_tables)
 			TH_LOG("table '%s' left a device behind", bad[i]);
 		run(NULL, 0, "dmsetup remove --noudevsync hsbad");
 	}
+	/* A length that is not a whole number of 4 KiB chunks. */
+	EXPECT_NE(0, run(out, sizeof(out),
+			 DMSETUP_CREATE " hsbad --table '0 7 hibsnap " ORIGIN "'"));
+	run(NULL, 0, "dmsetup remove --noudevsync hsbad");
 }
 
 /* Unknown messages are refused; the device works on. */
 TEST_F(dm, unknown_message)
 {
 	unsigned char *buf;
-	char out[512];
 
-	EXPECT_NE(0, run(out, sizeof(out), "dmsetup message " DM_NAME " 0 no-such-message"));
-	EXPECT_NE(0, run(out, sizeof(out), "dmsetup message " DM_NAME " 0 ''"));
+	EXPECT_NE(0, dm_message("no-such-message"));
+	EXPECT_NE(0, dm_message("''"));
 	ASSERT_EQ(0, posix_memalign((void **)&buf, 4096, 4096));
 	EXPECT_EQ(0, pio(DM_DEV, 0, buf, 4096, 0));
 	free(buf);
