@@ -7,8 +7,31 @@
 #ifndef _LINUX_HIBSNAP_H
 #define _LINUX_HIBSNAP_H
 
+#include <linux/types.h>
 #include <uapi/linux/hibsnap.h>
 
 long hibsnap_freeze_processes(unsigned int flags);
+
+/*
+ * dm-hibsnap (drivers/md/dm-hibsnap/): snapshot every hibsnap device at the
+ * atomic point (no sleeping lock, no allocation: safe with interrupts off,
+ * with the devices quiesced), and end the snapshots afterwards, merging
+ * (an aborted hibernation) or dropping (a resumed system) their stores.
+ * Both return the number of devices, or a negative errno.
+ */
+#ifdef CONFIG_DM_HIBSNAP
+int dm_hibsnap_snapshot_all(void);
+int dm_hibsnap_end_all(bool merge);
+#else
+static inline int dm_hibsnap_snapshot_all(void)
+{
+	return 0;
+}
+
+static inline int dm_hibsnap_end_all(bool merge)
+{
+	return 0;
+}
+#endif
 
 #endif /* _LINUX_HIBSNAP_H */

@@ -13,6 +13,10 @@
 //!
 //! The device has 4 KiB logical blocks, and bios are split at chunk boundaries, so that every
 //! bio covers exactly one chunk and no write needs the origin's data around it.
+//!
+//! Every target is also in a registry, through which `snapshot_kernel(2)` snapshots all of them at
+//! once at the atomic point ([`dm_hibsnap_snapshot_all`], a lock-free mode switch that is safe with
+//! interrupts off) and ends them afterwards ([`dm_hibsnap_end_all`]).
 
 use kernel::{
     block::bio::{
@@ -38,7 +42,7 @@ use kernel::{
         self,
         Write, //
     },
-    new_mutex,
+    new_mutex, new_spinlock,
     prelude::*,
     rbtree::{
         RBTree,
@@ -49,7 +53,7 @@ use kernel::{
             ordering,
             Atomic, //
         },
-        Mutex,
+        Arc, Mutex, SetOnce, SpinLock,
     },
 };
 
@@ -69,11 +73,30 @@ struct DmHibsnap {
 
 impl kernel::InPlaceModule for DmHibsnap {
     fn init(module: &'static ThisModule) -> impl PinInit<Self, Error> {
+        // The registry exists before the target type does: no target can miss it.
+        let registry = KBox::pin_init(new_spinlock!(RBTree::new()), GFP_KERNEL);
+        let ready = registry.map(|r| REGISTRY.populate(r));
         try_pin_init!(Self {
-            registration <- device_mapper::Registration::new(module),
+            registration <- {
+                match ready {
+                    Ok(true) => Ok(()),
+                    Ok(false) => Err(EBUSY),
+                    Err(e) => Err(e),
+                }?;
+                device_mapper::Registration::new(module)
+            },
         })
     }
 }
+
+/// Every live target's shared state, by target id.
+type Registry = SpinLock<RBTree<u64, Arc<Shared>>>;
+
+/// The registry, set up once by the module's init.
+static REGISTRY: SetOnce<Pin<KBox<Registry>>> = SetOnce::new();
+
+/// The id the next target gets in the registry.
+static NEXT_ID: Atomic<u64> = Atomic::new(0);
 
 /// The size of a store chunk, and the device's logical block size.
 const CHUNK_BYTES: usize = 4096;
@@ -147,29 +170,33 @@ impl Counters {
 
 /// What the snapshot state holds, under the target's mutex.
 struct Inner {
-    mode: Mode,
     /// Chunks written since the snapshot, by chunk number.
     store: RBTree<u64, Chunk>,
     /// How many chunks `store` holds.
     chunks: u64,
 }
 
-/// One `hibsnap` target.
+/// What a target shares with the registry: its mode, its store, and (while the target exists)
+/// the origin it merges into.
 #[pin_data]
-struct Hibsnap {
-    origin: TargetDevice,
-    io: IoClient,
-    len: u64,
-    /// The most chunks the store may hold.
-    store_limit: u64,
-    /// The mode, readable without the mutex: the passthrough fast path does not take it.
+struct Shared {
+    /// The mode. Switching to [`Mode::Snapshot`] takes no lock, so that it can be done at the
+    /// atomic point with interrupts off; every other switch is made under `inner`.
     mode: Atomic<i32>,
     #[pin]
     inner: Mutex<Inner>,
+    /// The origin, for `merge`. The target takes it out when it is destroyed, so that it is never
+    /// put after its `dm_target` is gone; a merge in progress holds the lock, and the target's
+    /// destruction waits for it.
+    #[pin]
+    merge_origin: Mutex<Option<TargetDevice>>,
+    io: IoClient,
+    /// The most chunks the store may hold.
+    store_limit: u64,
     counters: Counters,
 }
 
-impl Hibsnap {
+impl Shared {
     fn mode(&self) -> Mode {
         match self.mode.load(ordering::Acquire) {
             0 => Mode::Passthrough,
@@ -178,16 +205,84 @@ impl Hibsnap {
         }
     }
 
-    fn set_mode(&self, inner: &mut Inner, mode: Mode) {
-        inner.mode = mode;
+    /// Switches the mode; `inner` is held, as every switch but [`Shared::snapshot`] requires.
+    fn set_mode(&self, _inner: &mut Inner, mode: Mode) {
         self.mode.store(mode as i32, ordering::Release);
     }
 
+    /// `snapshot`: from now on the origin receives no write. Takes no lock.
+    fn snapshot(&self) -> Result {
+        self.mode
+            .cmpxchg(
+                Mode::Passthrough as i32,
+                Mode::Snapshot as i32,
+                ordering::Full,
+            )
+            .map(|_| ())
+            .map_err(|_| EBUSY)
+    }
+
+    /// `merge`: write the store back to the origin, in chunk order, flush, and pass through.
+    fn merge(&self) -> Result {
+        let mut inner = self.inner.lock();
+        if self.mode() == Mode::Passthrough {
+            return Err(EINVAL);
+        }
+        let origin = self.merge_origin.lock();
+        let Some(origin) = origin.as_ref() else {
+            // The target is being destroyed: its store goes with it.
+            return Err(ENODEV);
+        };
+        // Bios that arrive meanwhile wait for `inner`, so none can overtake the merge. A chunk
+        // leaves the store only once it is on the origin: a failed merge can be retried.
+        while let Some(cursor) = inner.store.cursor_front_mut() {
+            let (&chunk, data) = cursor.current();
+            if let Err(e) = origin.write_sync(&self.io, chunk * CHUNK_SECTORS, data) {
+                pr_err!(
+                    "merge: writing chunk {} to the origin failed: {:?}\n",
+                    chunk,
+                    e
+                );
+                return Err(EIO);
+            }
+            cursor.remove_current();
+            inner.chunks -= 1;
+        }
+        origin.flush_sync(&self.io)?;
+        self.set_mode(&mut inner, Mode::Passthrough);
+        Ok(())
+    }
+
+    /// `drop`: discard the store and pass through.
+    fn drop_store(&self) -> Result {
+        let mut inner = self.inner.lock();
+        if self.mode() == Mode::Passthrough {
+            return Err(EINVAL);
+        }
+        inner.store = RBTree::new();
+        inner.chunks = 0;
+        self.set_mode(&mut inner, Mode::Passthrough);
+        Ok(())
+    }
+}
+
+/// One `hibsnap` target.
+struct Hibsnap {
+    /// The origin, for remapping bios.
+    origin: TargetDevice,
+    shared: Arc<Shared>,
+    /// The target's key in the registry.
+    id: u64,
+    len: u64,
+}
+
+impl Hibsnap {
     /// Maps a bio while a snapshot is held.
     fn map_snapshot(&self, bio: &mut Bio, offset: u64) -> MapResult {
-        let mut inner = self.inner.lock();
+        let shared = &*self.shared;
+        let mut inner = shared.inner.lock();
         let chunk = offset / CHUNK_SECTORS;
-        match (inner.mode, bio.op()) {
+        match (shared.mode(), bio.op()) {
             // The merge finished while we waited for the lock.
             (Mode::Passthrough, _) => {
                 drop(inner);
@@ -197,7 +292,7 @@ impl Hibsnap {
             (_, Op::Read) => match inner.store.get(&chunk) {
                 Some(data) => {
                     bio.copy_from_slice(&data[..]);
-                    self.counters.served.add(1, ordering::Relaxed);
+                    shared.counters.served.add(1, ordering::Relaxed);
                     MapResult::Completed(Ok(()))
                 }
                 None => {
@@ -209,7 +304,7 @@ impl Hibsnap {
             // a discard may leave the data as it is.
             (_, Op::Flush | Op::Discard) => MapResult::Completed(Ok(())),
             (Mode::Full, Op::Write) => {
-                self.counters.refused.add(1, ordering::Relaxed);
+                shared.counters.refused.add(1, ordering::Relaxed);
                 MapResult::Completed(Err(ENOSPC))
             }
             (_, Op::Write) if bio.size() as usize != CHUNK_BYTES || offset % CHUNK_SECTORS != 0 => {
@@ -224,13 +319,16 @@ impl Hibsnap {
             (_, Op::Write) => {
                 if let Some(data) = inner.store.get_mut(&chunk) {
                     bio.copy_to_slice(&mut data[..]);
-                    self.counters.diverted.add(1, ordering::Relaxed);
+                    shared.counters.diverted.add(1, ordering::Relaxed);
                     return MapResult::Completed(Ok(()));
                 }
-                if inner.chunks >= self.store_limit {
-                    self.set_mode(&mut inner, Mode::Full);
-                    self.counters.refused.add(1, ordering::Relaxed);
-                    pr_warn!("store full ({} chunks): failing writes\n", self.store_limit);
+                if inner.chunks >= shared.store_limit {
+                    shared.set_mode(&mut inner, Mode::Full);
+                    shared.counters.refused.add(1, ordering::Relaxed);
+                    pr_warn!(
+                        "store full ({} chunks): failing writes\n",
+                        shared.store_limit
+                    );
                     return MapResult::Completed(Err(ENOSPC));
                 }
                 // The chunk is new: a whole chunk, since bios are split at chunk boundaries and
@@ -245,7 +343,7 @@ impl Hibsnap {
                     Ok(node) => {
                         inner.store.insert(node);
                         inner.chunks += 1;
-                        self.counters.diverted.add(1, ordering::Relaxed);
+                        shared.counters.diverted.add(1, ordering::Relaxed);
                         MapResult::Completed(Ok(()))
                     }
                     Err(e) => MapResult::Completed(Err(e)),
@@ -256,59 +354,103 @@ impl Hibsnap {
             (_, Op::WriteZeroes | Op::Other) => MapResult::Completed(Err(EOPNOTSUPP)),
         }
     }
+}
 
-    /// `snapshot`: from now on the origin receives no write.
-    fn snapshot(&self) -> Result {
-        let mut inner = self.inner.lock();
-        if inner.mode != Mode::Passthrough {
-            pr_warn!("snapshot: a snapshot is already held\n");
+impl Drop for Hibsnap {
+    fn drop(&mut self) {
+        // Waits for a merge through the registry to finish; the origin is put now, while the
+        // `dm_target` it belongs to still exists.
+        drop(self.shared.merge_origin.lock().take());
+        if let Some(registry) = REGISTRY.as_ref() {
+            let removed = registry.lock().remove(&self.id);
+            // Dropped outside the lock.
+            drop(removed);
+        }
+    }
+}
+
+/// Snapshots every hibsnap target at once: their origins receive no write from now on.
+///
+/// Takes no sleeping lock and allocates nothing, so that it can run at the atomic point of a
+/// hibernation, on one CPU with interrupts off; the devices must be quiesced (no bio in flight).
+/// Returns the number of targets, or `EBUSY` if one already holds a snapshot (then none is
+/// switched by the call).
+fn snapshot_all() -> Result<u32> {
+    let registry = REGISTRY.as_ref().ok_or(ENODEV)?.lock();
+    let mut n = 0;
+    for shared in registry.values() {
+        if shared.snapshot().is_err() {
+            // Undo the ones switched by this call: nothing was written to them meanwhile.
+            for undo in registry.values().take(n) {
+                undo.mode.store(Mode::Passthrough as i32, ordering::Release);
+            }
             return Err(EBUSY);
         }
-        self.set_mode(&mut inner, Mode::Snapshot);
-        Ok(())
+        n += 1;
     }
+    Ok(n as u32)
+}
 
-    /// `merge`: write the store back to the origin, in chunk order, flush, and pass through.
-    fn merge(&self) -> Result {
-        let mut inner = self.inner.lock();
-        if inner.mode == Mode::Passthrough {
-            pr_warn!("merge: no snapshot is held\n");
-            return Err(EINVAL);
+/// Ends the snapshot of every hibsnap target that holds one: `merge` (an aborted hibernation) or
+/// `drop` (a resumed system). Sleeps. Returns the number of targets ended, or the first error
+/// after trying them all.
+fn end_all(merge: bool) -> Result<u32> {
+    let targets = {
+        let registry = REGISTRY.as_ref().ok_or(ENODEV)?.lock();
+        let mut targets = KVec::with_capacity(registry.values().count(), GFP_ATOMIC)?;
+        for shared in registry.values() {
+            targets.push(shared.clone(), GFP_ATOMIC)?;
         }
-        // Bios that arrive meanwhile wait for the lock, so none can overtake the merge. A chunk
-        // leaves the store only once it is on the origin: a failed merge can be retried.
-        while let Some(cursor) = inner.store.cursor_front_mut() {
-            let (&chunk, data) = cursor.current();
-            if let Err(e) = self
-                .origin
-                .write_sync(&self.io, chunk * CHUNK_SECTORS, data)
-            {
-                pr_err!(
-                    "merge: writing chunk {} to the origin failed: {:?}\n",
-                    chunk,
-                    e
-                );
-                return Err(EIO);
+        targets
+    };
+    let mut ended = 0;
+    let mut first_error = None;
+    for shared in &targets {
+        if shared.mode() == Mode::Passthrough {
+            continue;
+        }
+        match if merge {
+            shared.merge()
+        } else {
+            shared.drop_store()
+        } {
+            Ok(()) => ended += 1,
+            Err(e) => {
+                first_error.get_or_insert(e);
             }
-            cursor.remove_current();
-            inner.chunks -= 1;
         }
-        self.origin.flush_sync(&self.io)?;
-        self.set_mode(&mut inner, Mode::Passthrough);
-        Ok(())
     }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(ended),
+    }
+}
 
-    /// `drop`: discard the store and pass through.
-    fn drop_store(&self) -> Result {
-        let mut inner = self.inner.lock();
-        if inner.mode == Mode::Passthrough {
-            pr_warn!("drop: no snapshot is held\n");
-            return Err(EINVAL);
-        }
-        inner.store = RBTree::new();
-        inner.chunks = 0;
-        self.set_mode(&mut inner, Mode::Passthrough);
-        Ok(())
+/// C entry point of [`snapshot_all`] for `snapshot_kernel(2)`: the number of targets switched, or
+/// a negative errno.
+///
+/// # Safety
+///
+/// Always safe to call; it is `unsafe` only because `#[export]` requires it.
+#[export]
+pub unsafe extern "C" fn dm_hibsnap_snapshot_all() -> c_int {
+    match snapshot_all() {
+        Ok(n) => n as c_int,
+        Err(e) => e.to_errno(),
+    }
+}
+
+/// C entry point of [`end_all`] for `snapshot_kernel(2)`: the number of targets ended, or a
+/// negative errno.
+///
+/// # Safety
+///
+/// Always safe to call from process context; it is `unsafe` only because `#[export]` requires it.
+#[export]
+pub unsafe extern "C" fn dm_hibsnap_end_all(merge: bool) -> c_int {
+    match end_all(merge) {
+        Ok(n) => n as c_int,
+        Err(e) => e.to_errno(),
     }
 }
 
@@ -345,34 +487,50 @@ impl Target for Hibsnap {
         let origin = setup
             .get_device(path)
             .map_err(|e| CtrError::new(e, c"Origin device lookup failed"))?;
+        // A second reference, for merging, which the registry may do too.
+        let merge_origin = setup
+            .get_device(path)
+            .map_err(|e| CtrError::new(e, c"Origin device lookup failed"))?;
         let io = IoClient::new().map_err(|e| CtrError::new(e, c"Cannot create an I/O client"))?;
         setup
             .set_max_io_len(CHUNK_SECTORS)
             .map_err(|e| CtrError::new(e, c"Cannot split I/O at chunk boundaries"))?;
         setup.set_num_flush_bios(1);
         setup.set_num_discard_bios(1);
-        let len = setup.len();
-        Ok(KBox::try_pin_init(
-            try_pin_init!(Hibsnap {
-                origin,
-                io,
-                len,
-                store_limit: store_mib * (1 << 20) / CHUNK_BYTES as u64,
+        let shared = Arc::pin_init(
+            try_pin_init!(Shared {
                 mode: Atomic::new(Mode::Passthrough as i32),
                 inner <- new_mutex!(Inner {
-                    mode: Mode::Passthrough,
                     store: RBTree::new(),
                     chunks: 0,
                 }),
+                merge_origin <- new_mutex!(Some(merge_origin)),
+                io,
+                store_limit: store_mib * (1 << 20) / CHUNK_BYTES as u64,
                 counters: Counters::new(),
             }),
+            GFP_KERNEL,
+        )?;
+        let registry = REGISTRY
+            .as_ref()
+            .ok_or(CtrError::new(ENODEV, c"No registry"))?;
+        let id = NEXT_ID.fetch_add(1, ordering::Relaxed);
+        let node = RBTreeNode::new(id, shared.clone(), GFP_KERNEL)?;
+        registry.lock().insert(node);
+        Ok(KBox::pin(
+            Hibsnap {
+                origin,
+                shared,
+                id,
+                len: setup.len(),
+            },
             GFP_KERNEL,
         )?)
     }
 
     fn map(&self, bio: &mut Bio, offset: u64) -> MapResult {
-        self.counters.count(bio.op());
-        if self.mode() == Mode::Passthrough {
+        self.shared.counters.count(bio.op());
+        if self.shared.mode() == Mode::Passthrough {
             self.origin.remap(bio, offset);
             return MapResult::Remapped;
         }
@@ -382,14 +540,15 @@ impl Target for Hibsnap {
     fn status(&self, kind: StatusType, out: &mut StatusWriter<'_>) -> fmt::Result {
         match kind {
             StatusType::Info => {
-                let chunks = self.inner.lock().chunks;
-                let c = &self.counters;
+                let shared = &*self.shared;
+                let chunks = shared.inner.lock().chunks;
+                let c = &shared.counters;
                 out.write_fmt(fmt!(
                     "{} store {}/{} chunks reads {} writes {} flushes {} other {} diverted {} \
                      served {} refused {}",
-                    self.mode().name(),
+                    shared.mode().name(),
                     chunks,
-                    self.store_limit,
+                    shared.store_limit,
                     c.reads.load(ordering::Relaxed),
                     c.writes.load(ordering::Relaxed),
                     c.flushes.load(ordering::Relaxed),
@@ -402,12 +561,12 @@ impl Target for Hibsnap {
             StatusType::Table => out.write_fmt(fmt!(
                 "{} {}",
                 self.origin.name(),
-                (self.store_limit * CHUNK_BYTES as u64) >> 20
+                (self.shared.store_limit * CHUNK_BYTES as u64) >> 20
             )),
             StatusType::Ima => out.write_fmt(fmt!(
                 "target_name=hibsnap,target_version=0.2.0,origin={},mode={};",
                 self.origin.name(),
-                self.mode().name()
+                self.shared.mode().name()
             )),
         }
     }
@@ -417,15 +576,22 @@ impl Target for Hibsnap {
             pr_warn!("messages take no argument: snapshot, merge or drop\n");
             return Err(EINVAL);
         }
-        match args.get(0).map(CStr::to_bytes) {
-            Some(b"snapshot") => self.snapshot(),
-            Some(b"merge") => self.merge(),
-            Some(b"drop") => self.drop_store(),
+        let shared = &self.shared;
+        let (what, result) = match args.get(0).map(CStr::to_bytes) {
+            Some(b"snapshot") => ("snapshot", shared.snapshot()),
+            Some(b"merge") => ("merge", shared.merge()),
+            Some(b"drop") => ("drop", shared.drop_store()),
             _ => {
                 pr_warn!("unknown message: snapshot, merge or drop\n");
-                Err(EINVAL)
+                return Err(EINVAL);
             }
+        };
+        match result {
+            Err(e) if e == EBUSY => pr_warn!("{}: a snapshot is already held\n", what),
+            Err(e) if e == EINVAL => pr_warn!("{}: no snapshot is held\n", what),
+            _ => (),
         }
+        result
     }
 
     fn iterate_devices(&self, visitor: &mut DeviceVisitor) -> c_int {
@@ -434,5 +600,41 @@ impl Target for Hibsnap {
 
     fn io_hints(&self, limits: &mut QueueLimits<'_>) {
         limits.raise_logical_block_size(CHUNK_BYTES as u32);
+    }
+}
+
+#[kunit_tests(dm_hibsnap)]
+mod tests {
+    use super::*;
+
+    /// Whether every registered target is in `mode`.
+    fn all_in(mode: Mode) -> Result<bool> {
+        let registry = REGISTRY.as_ref().ok_or(ENODEV)?.lock();
+        let all = registry.values().all(|shared| shared.mode() == mode);
+        Ok(all)
+    }
+
+    /// The in-kernel interface of `snapshot_kernel(2)`, on the target the test kernel creates at
+    /// boot (`dm-mod.create=` in the harness: a `hibsnap` device on a RAM disk).
+    #[test]
+    fn registry_snapshots_and_ends_every_target() -> Result {
+        let n = REGISTRY.as_ref().ok_or(ENODEV)?.lock().values().count() as u32;
+        // No device means no `dm-mod.create=`: the test needs the one it makes.
+        assert!(n >= 1);
+
+        assert_eq!(snapshot_all()?, n);
+        assert!(all_in(Mode::Snapshot)?);
+        // A second snapshot is refused and changes nothing.
+        assert_eq!(snapshot_all(), Err(EBUSY));
+        assert!(all_in(Mode::Snapshot)?);
+        // Drop: the resumed-system path.
+        assert_eq!(end_all(false)?, n);
+        assert!(all_in(Mode::Passthrough)?);
+        assert_eq!(end_all(false)?, 0);
+        // Merge: the abort path (an empty store: only the origin's flush).
+        assert_eq!(snapshot_all()?, n);
+        assert_eq!(end_all(true)?, n);
+        assert!(all_in(Mode::Passthrough)?);
+        Ok(())
     }
 }

@@ -468,6 +468,20 @@ TEST_F_TIMEOUT(dm, filesystem_merge_and_drop, 300)
 	run(NULL, 0, "umount " MNT);
 }
 
+/*
+ * The device the test kernel creates at boot (dm-mod.create=) went through
+ * the in-kernel interface in KUnit: it must be back in passthrough, with an
+ * empty store.
+ */
+TEST(boot_device_back_in_passthrough)
+{
+	char out[512];
+
+	if (run(out, sizeof(out), "dmsetup status hsboot"))
+		SKIP(return, "no hsboot device (the harness creates it at boot)");
+	EXPECT_NE(NULL, strstr(out, "hibsnap passthrough store 0/")) TH_LOG("status: %s", out);
+}
+
 /* Messages in the wrong state, or with arguments, are refused and change nothing. */
 TEST_F(dm, messages_in_wrong_state)
 {
