@@ -16,7 +16,10 @@ use crate::{
         KBox, //
     },
     bindings,
-    block::bio::Bio,
+    block::bio::{
+        Bio,
+        Op, //
+    },
     error::{
         to_result,
         VTABLE_DEFAULT_ERROR, //
@@ -67,6 +70,58 @@ impl From<Error> for CtrError {
             err,
             msg: c"Target construction failed",
         }
+    }
+}
+
+/// A bio device-mapper lends to [`Target::map`]: a [`Bio`], which the target may also cut short.
+#[repr(transparent)]
+pub struct TargetBio(Bio);
+
+impl TargetBio {
+    /// Accepts only the first `sectors` sectors of the bio: device-mapper sends the rest to the
+    /// target in a next bio (`dm_accept_partial_bio()`).
+    ///
+    /// Only reads and writes can be cut, and not atomic writes or writes to a zoned device:
+    /// `EINVAL` for those, and the bio is left whole. A `sectors` of zero or of the bio's length
+    /// or more leaves it whole too.
+    pub fn accept_partial(&mut self, sectors: u32) -> Result {
+        let bio = &self.0;
+        let len = bio.size() >> 9;
+        if sectors == 0 || sectors >= len {
+            return Ok(());
+        }
+        let raw = bio.as_raw();
+        // SAFETY: The bio is valid while it is lent to the map function.
+        let (opf, bdev) = unsafe { ((*raw).bi_opf, (*raw).bi_bdev) };
+        let op = bio.op();
+        // SAFETY: `bdev` is the bio's device, valid while the bio is.
+        let zoned = unsafe { bindings::bdev_is_zoned(bdev) };
+        if !matches!(op, Op::Read | Op::Write)
+            || opf & bindings::REQ_ATOMIC != 0
+            || (zoned && op == Op::Write)
+        {
+            return Err(EINVAL);
+        }
+        // SAFETY: The bio is a device-mapper clone being mapped (the only way to get a
+        // `TargetBio`), a plain read or write, not atomic, not a zoned write, not a duplicate
+        // (those are flushes, discards and the like), and `sectors` is less than its length:
+        // every condition of `dm_accept_partial_bio()`.
+        unsafe { bindings::dm_accept_partial_bio(raw, sectors) };
+        Ok(())
+    }
+}
+
+impl core::ops::Deref for TargetBio {
+    type Target = Bio;
+
+    fn deref(&self) -> &Bio {
+        &self.0
+    }
+}
+
+impl core::ops::DerefMut for TargetBio {
+    fn deref_mut(&mut self) -> &mut Bio {
+        &mut self.0
     }
 }
 
@@ -391,7 +446,7 @@ pub trait Target: Sized + Send + Sync + 'static {
     fn new(setup: &mut TargetSetup<'_>, args: Args<'_>) -> Result<Pin<KBox<Self>>, CtrError>;
 
     /// Maps one bio.
-    fn map(&self, bio: &mut Bio, offset: u64) -> MapResult;
+    fn map(&self, bio: &mut TargetBio, offset: u64) -> MapResult;
 
     /// Writes the status or the table line.
     fn status(&self, _kind: StatusType, _out: &mut StatusWriter<'_>) -> fmt::Result {
@@ -488,7 +543,13 @@ impl<T: Target> Callbacks<T> {
     /// `ti` must be a constructed target and `bio` a bio device-mapper lends to it.
     unsafe extern "C" fn map(ti: *mut bindings::dm_target, bio: *mut bindings::bio) -> c_int {
         // SAFETY: The caller guarantees both pointers; the bio is ours until we return or end it.
-        let (target, bio) = unsafe { (Self::target(ti), Bio::from_raw(bio)) };
+        // `TargetBio` is a transparent wrapper of `Bio`, and this bio is a clone being mapped.
+        let (target, bio) = unsafe {
+            (
+                Self::target(ti),
+                &mut *core::ptr::from_mut(Bio::from_raw(bio)).cast::<TargetBio>(),
+            )
+        };
         // `dm_target_offset()`: the bio's sector relative to the target's start.
         // SAFETY: `ti` is valid.
         let offset = bio.sector().wrapping_sub(unsafe { (*ti).begin });

@@ -11,18 +11,17 @@
 //! the store and returns to passthrough (the path of a resumed system, whose disk must be the
 //! disk at the atomic point). See `Documentation/power/hibsnap.rst`.
 //!
-//! The device has 4 KiB logical blocks, and bios are split at chunk boundaries, so that every
-//! bio covers exactly one chunk and no write needs the origin's data around it.
+//! The device has 4 KiB logical blocks, and during a snapshot the target accepts one chunk of a bio
+//! at a time (device-mapper sends the rest in a next bio), so that every write it handles covers
+//! exactly one chunk and needs no data of the origin around it. In passthrough, bios are remapped
+//! whole.
 //!
 //! Every target is also in a registry, through which `snapshot_kernel(2)` snapshots all of them at
 //! once at the atomic point ([`dm_hibsnap_snapshot_all`], a lock-free mode switch that is safe with
 //! interrupts off) and ends them afterwards ([`dm_hibsnap_end_all`]).
 
 use kernel::{
-    block::bio::{
-        Bio,
-        Op, //
-    },
+    block::bio::Op,
     device_mapper::{
         self,
         Args,
@@ -34,6 +33,7 @@ use kernel::{
         StatusType,
         StatusWriter,
         Target,
+        TargetBio,
         TargetDevice,
         TargetSetup, //
     },
@@ -278,8 +278,15 @@ struct Hibsnap {
 
 impl Hibsnap {
     /// Maps a bio while a snapshot is held.
-    fn map_snapshot(&self, bio: &mut Bio, offset: u64) -> MapResult {
+    fn map_snapshot(&self, bio: &mut TargetBio, offset: u64) -> MapResult {
         let shared = &*self.shared;
+        // One chunk per read or write: device-mapper sends the rest of a longer one in a next
+        // bio. The logical block size is the chunk size, so `offset` is at a chunk's start.
+        if matches!(bio.op(), Op::Read | Op::Write) {
+            if let Err(e) = bio.accept_partial(CHUNK_SECTORS as u32) {
+                return MapResult::Completed(Err(e));
+            }
+        }
         let mut inner = shared.inner.lock();
         let chunk = offset / CHUNK_SECTORS;
         match (shared.mode(), bio.op()) {
@@ -492,9 +499,6 @@ impl Target for Hibsnap {
             .get_device(path)
             .map_err(|e| CtrError::new(e, c"Origin device lookup failed"))?;
         let io = IoClient::new().map_err(|e| CtrError::new(e, c"Cannot create an I/O client"))?;
-        setup
-            .set_max_io_len(CHUNK_SECTORS)
-            .map_err(|e| CtrError::new(e, c"Cannot split I/O at chunk boundaries"))?;
         setup.set_num_flush_bios(1);
         setup.set_num_discard_bios(1);
         let shared = Arc::pin_init(
@@ -528,7 +532,7 @@ impl Target for Hibsnap {
         )?)
     }
 
-    fn map(&self, bio: &mut Bio, offset: u64) -> MapResult {
+    fn map(&self, bio: &mut TargetBio, offset: u64) -> MapResult {
         self.shared.counters.count(bio.op());
         if self.shared.mode() == Mode::Passthrough {
             self.origin.remap(bio, offset);

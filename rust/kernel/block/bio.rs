@@ -53,6 +53,11 @@ impl Bio {
         self.0.get()
     }
 
+    /// Returns the raw pointer, for the abstractions of the layers that lend bios.
+    pub(crate) fn as_raw(&self) -> *mut bindings::bio {
+        self.raw()
+    }
+
     /// Returns the first sector the request covers.
     #[inline]
     pub fn sector(&self) -> u64 {
