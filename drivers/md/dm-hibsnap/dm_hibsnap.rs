@@ -42,7 +42,8 @@ use kernel::{
         self,
         Write, //
     },
-    new_mutex, new_spinlock,
+    new_mutex,
+    new_spinlock,
     prelude::*,
     rbtree::{
         RBTree,
@@ -53,8 +54,11 @@ use kernel::{
             ordering,
             Atomic, //
         },
-        Arc, Mutex, SetOnce, SpinLock,
-    },
+        Arc,
+        Mutex,
+        SetOnce,
+        SpinLock, //
+    }, //
 };
 
 module! {
