@@ -21,6 +21,7 @@
 #include <linux/fs.h>
 
 #include "../kselftest_harness.h"
+#include "hibsnap_util.h"
 
 #define ORIGIN "/dev/ram0"
 #define DM_NAME "hstest"
@@ -500,22 +501,6 @@ TEST_F(dm, messages_in_wrong_state)
 	ASSERT_EQ(0, dm_message("drop"));
 }
 
-static long meminfo_kb(const char *key)
-{
-	char line[256];
-	long val = -1;
-	size_t len = strlen(key);
-	FILE *f = fopen("/proc/meminfo", "re");
-
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (!strncmp(line, key, len) && line[len] == ':')
-			val = strtol(line + len + 1, NULL, 10);
-	fclose(f);
-	return val;
-}
-
 /*
  * Removing the device while a snapshot with data is held succeeds and frees
  * the store: 8 MiB of chunks show up in Slab, and are gone after the remove.
@@ -575,14 +560,6 @@ TEST_F(dm, unknown_message)
 	ASSERT_EQ(0, posix_memalign((void **)&buf, 4096, 4096));
 	EXPECT_EQ(0, pio(DM_DEV, 0, buf, 4096, 0));
 	free(buf);
-}
-
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
 /* Sequential O_DIRECT write then read of @mib MiB; MB/s of each. */

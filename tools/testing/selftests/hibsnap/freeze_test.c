@@ -29,6 +29,7 @@
 #include <linux/hibsnap.h>
 
 #include "../kselftest_harness.h"
+#include "hibsnap_util.h"
 
 #ifndef __NR_freeze_processes
 #define __NR_freeze_processes 473
@@ -142,30 +143,6 @@ static int count_fds(void)
 		n += de->d_name[0] != '.';
 	closedir(d);
 	return n - 1; /* the directory's own fd */
-}
-
-static long meminfo_kb(const char *key)
-{
-	char line[256];
-	long val = -1;
-	size_t len = strlen(key);
-	FILE *f = fopen("/proc/meminfo", "re");
-
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (!strncmp(line, key, len) && line[len] == ':')
-			val = strtol(line + len + 1, NULL, 10);
-	fclose(f);
-	return val;
-}
-
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
 /* Spin in user mode forever; the empty asm keeps the loop from being optimized out. */
