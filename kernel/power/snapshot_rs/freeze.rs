@@ -133,11 +133,14 @@ impl Exempt {
     }
 }
 
-/// Whether every thread of `leader`'s group has stopped (`T` or `t`) or is exiting.
+/// Whether a thread is out of the way: stopped (`T` or `t`) or exiting.
+fn thread_stopped(t: &Task) -> bool {
+    t.is_stopped_or_traced() || t.is_exiting()
+}
+
+/// Whether every thread of `leader`'s group has stopped or is exiting.
 fn group_stopped(leader: &Task, guard: &rcu::Guard) -> bool {
-    leader
-        .threads(guard)
-        .all(|t| t.is_stopped_or_traced() || t.is_exiting())
+    leader.threads(guard).all(thread_stopped)
 }
 
 /// Whether `set` holds this very task for its tgid (a tgid may be reused after an exit).
@@ -239,7 +242,7 @@ impl StopSet {
         let guard = rcu::read_lock();
         for leader in self.stopped.values() {
             for t in leader.threads(&guard) {
-                if !(t.is_stopped_or_traced() || t.is_exiting()) {
+                if !thread_stopped(t) {
                     pr_err!(
                         "freeze: task {}:{} (thread group {}) did not stop within {} ms\n",
                         t.comm(),
