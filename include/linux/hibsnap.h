@@ -11,6 +11,7 @@
 #include <uapi/linux/hibsnap.h>
 
 long hibsnap_freeze_processes(unsigned int flags);
+long hibsnap_snapshot_kernel(unsigned long overhead_pages, unsigned int flags);
 
 /*
  * dm-hibsnap (drivers/md/dm-hibsnap/): snapshot every hibsnap device at the

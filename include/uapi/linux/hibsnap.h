@@ -27,12 +27,86 @@
  *	EINTR		the caller got a fatal signal while waiting
  *	ENOMEM, EMFILE, ENFILE
  * On any error no task is left stopped by the call.
+ *
+ * snapshot_kernel(2)
+ *
+ *	int snapshot_kernel(unsigned long overhead_pages, unsigned int flags);
+ *
+ * Takes a hibernation image of the whole system in which only kernel memory
+ * is copied: the caller must hold the freeze (freeze_processes(2)). The call
+ * reserves memory for the copy and overhead_pages more (released after the
+ * atomic point, for the caller's use while it writes the image), syncs the
+ * filesystems, suspends the devices, takes the secondary CPUs offline and,
+ * with interrupts off, copies kernel memory, pins the user and page-cache
+ * pages of the stopped tasks (they are read in place later) and starts the
+ * snapshot of every dm-hibsnap device (writes from then on are kept apart).
+ * Devices and CPUs are then resumed and a new file descriptor (O_CLOEXEC,
+ * read-only, not seekable) to the image is returned:
+ *
+ *	read()	 streams the image: byte for byte what /dev/snapshot's read()
+ *		 returns after SNAPSHOT_CREATE_IMAGE (struct swsusp_info with
+ *		 the architecture's header in a page, then the PFN list, one
+ *		 unsigned long per page, bit 63 set for an all-zero page that
+ *		 has no data, then one page of data per other PFN, in order),
+ *		 so the kernel's own loader (/dev/snapshot write() and
+ *		 SNAPSHOT_ATOMIC_RESTORE) restores it. Reads of any size are
+ *		 served, many pages per call. Returns 0 at the end.
+ *	ioctl(HIBSNAP_IOC_GEOMETRY) fills struct hibsnap_geometry.
+ *	poll()	 always readable.
+ *	lseek(), pread()  fail with ESPIPE.
+ *	close()	 (of the last reference) ends the image: the pins are
+ *		 dropped and the writes kept apart by dm-hibsnap are merged
+ *		 back, so nothing written meanwhile is lost.
+ *
+ * When the image is restored later, control comes back from the same call
+ * in the restored system: it returns a file descriptor again, whose geometry
+ * has HIBSNAP_GEOMETRY_RESUMED set and whose read() returns 0 at once.
+ *
+ * Errors:
+ *	EINVAL		flags has a bit not in HIBSNAP_SNAPSHOT_FLAGS_ALL
+ *	EPERM		the caller lacks CAP_SYS_ADMIN, or hibernation is not
+ *			available (kernel lockdown, "nohibernate")
+ *	ENOLCK		the caller does not hold the freeze
+ *	EBUSY		an image is open, or /dev/snapshot is in use
+ *	ENOMEM		the memory for the copy of kernel memory and the
+ *			overhead pages cannot be reserved; the kernel log
+ *			gives the numbers
+ *	EAGAIN		a task that runs on was changing its address space at
+ *			the atomic point; try again
+ *	any error of a device's suspend callbacks, EMFILE, ENFILE
+ * On any error everything is undone: devices resumed, pins dropped, memory
+ * freed, dm-hibsnap snapshots merged back.
  */
 
 #ifndef _UAPI_LINUX_HIBSNAP_H
 #define _UAPI_LINUX_HIBSNAP_H
 
+#include <linux/ioctl.h>
+#include <linux/types.h>
+
 /* freeze_processes(2) flags: none are defined yet. */
 #define HIBSNAP_FREEZE_FLAGS_ALL	0U
+
+/* snapshot_kernel(2) flags: none are defined yet. */
+#define HIBSNAP_SNAPSHOT_FLAGS_ALL	0U
+
+/* The geometry of an image, from ioctl(fd, HIBSNAP_IOC_GEOMETRY, &geo). */
+struct hibsnap_geometry {
+	__u64 copied_pages;	/* kernel pages copied at the atomic point */
+	__u64 streamed_pages;	/* user and page-cache pages read in place */
+	__u64 zero_pages;	/* all-zero pages: in the PFN list, no data */
+	__u64 meta_pages;	/* pages of the PFN list */
+	/* What read() returns in all: page_size * (1 + meta + copied + streamed) */
+	__u64 image_bytes;
+	__u32 page_size;
+	__u32 flags;		/* HIBSNAP_GEOMETRY_* */
+};
+
+/* Control came back in a system restored from the image. */
+#define HIBSNAP_GEOMETRY_RESUMED	(1U << 0)
+
+#define HIBSNAP_IOC_MAGIC		0xB9
+#define HIBSNAP_IOC_GEOMETRY		_IOR(HIBSNAP_IOC_MAGIC, 0x01, \
+					     struct hibsnap_geometry)
 
 #endif /* _UAPI_LINUX_HIBSNAP_H */

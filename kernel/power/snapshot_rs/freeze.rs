@@ -35,6 +35,7 @@ use kernel::{
         aref::ARef,
         atomic::{
             ordering,
+            Atomic,
             AtomicFlag, //
         },
         rcu,
@@ -56,6 +57,9 @@ use kernel::{
 /// Set while a freeze is held; a second `freeze_processes(2)` fails with `EBUSY` meanwhile.
 static HELD: AtomicFlag = AtomicFlag::new(false);
 
+/// The thread group that holds the freeze, `0` while none does.
+static OWNER: Atomic<Pid> = Atomic::new(0);
+
 /// The right to hold the one freeze the system may have at a time.
 struct Held(());
 
@@ -66,10 +70,17 @@ impl Held {
         }
         Ok(Held(()))
     }
+
+    /// Records `owner` as the holder, until the freeze is released.
+    fn owned_by(self, owner: Pid) -> Self {
+        OWNER.store(owner, ordering::Relaxed);
+        self
+    }
 }
 
 impl Drop for Held {
     fn drop(&mut self) {
+        OWNER.store(0, ordering::Relaxed);
         HELD.store(false, ordering::Release);
     }
 }
@@ -134,7 +145,7 @@ impl Exempt {
 }
 
 /// Whether a thread is out of the way: stopped (`T` or `t`) or exiting.
-fn thread_stopped(t: &Task) -> bool {
+pub(crate) fn thread_stopped(t: &Task) -> bool {
     t.is_stopped_or_traced() || t.is_exiting()
 }
 
@@ -266,6 +277,7 @@ impl Drop for StopSet {
 }
 
 /// A held freeze: the object behind the file descriptor `freeze_processes(2)` returns.
+#[pin_data]
 struct Frozen {
     // Held for their `Drop`. Field order matters: the tasks are continued before the freeze is
     // released.
@@ -273,6 +285,7 @@ struct Frozen {
     _held: Held,
 }
 
+#[vtable]
 impl AnonInodeFile for Frozen {
     const NAME: &'static CStr = c"[hibsnap-freeze]";
 }
@@ -315,13 +328,16 @@ pub(crate) fn freeze_processes(flags: u32, timeout_ms: u32) -> Result<u32> {
         stop_set.prestopped.values().count(),
         start.elapsed().as_micros_ceil()
     );
-    anon_inode::install_fd(KBox::new(
-        Frozen {
-            _stop_set: stop_set,
-            _held: held,
-        },
-        GFP_KERNEL,
-    )?)
+    let held = held.owned_by(current!().tgid());
+    anon_inode::install_fd(try_pin_init!(Frozen {
+        _stop_set: stop_set,
+        _held: held,
+    }? Error))
+}
+
+/// Whether the calling process holds the freeze.
+pub(crate) fn held_by_current() -> bool {
+    HELD.load(ordering::Acquire) && OWNER.load(ordering::Relaxed) == current!().tgid()
 }
 
 #[cfg(CONFIG_HIBSNAP_KUNIT_TEST)]

@@ -10,15 +10,28 @@
 //! The system calls enter through the C shims in `syscalls.c`, which call the `#[export]`ed
 //! functions below; everything else is safe Rust over the abstractions in `rust/kernel/`.
 
+use core::fmt;
 use kernel::{
+    debugfs::{
+        self,
+        Reader, //
+    },
     ffi::{
         c_long,
-        c_uint, //
+        c_uint,
+        c_ulong, //
     },
-    prelude::*, //
+    prelude::*,
+    sync::atomic::{
+        ordering,
+        Atomic, //
+    },
+    uaccess::UserSliceReader, //
 };
 
 mod freeze;
+mod image;
+mod snapshot;
 
 module! {
     type: Hibsnap,
@@ -34,15 +47,41 @@ module! {
     },
 }
 
-struct Hibsnap;
+/// The pipeline step of `snapshot_kernel(2)` to fail, for tests (`0`: none).
+static FAIL_STEP: Atomic<u32> = Atomic::new(0);
+
+/// `/sys/kernel/debug/hibsnap/fail_step`: reads and writes [`FAIL_STEP`].
+struct FailStep;
+
+impl fmt::Debug for FailStep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", FAIL_STEP.load(ordering::Relaxed))
+    }
+}
+
+impl Reader for FailStep {
+    fn read_from_slice(&self, reader: &mut UserSliceReader) -> Result {
+        FAIL_STEP.read_from_slice(reader)
+    }
+}
+
+struct Hibsnap {
+    _fail_step: Pin<KBox<debugfs::File<FailStep>>>,
+    _debugfs: debugfs::Dir,
+}
 
 impl kernel::Module for Hibsnap {
     fn init(_module: &'static ThisModule) -> Result<Self> {
+        let dir = debugfs::Dir::new(c"hibsnap");
+        let fail_step = KBox::pin_init(dir.read_write_file(c"fail_step", FailStep), GFP_KERNEL)?;
         pr_info!(
-            "freeze_processes(2) ready, timeout {} ms\n",
+            "freeze_processes(2) and snapshot_kernel(2) ready, timeout {} ms\n",
             module_parameters::freeze_timeout_ms.value()
         );
-        Ok(Hibsnap)
+        Ok(Hibsnap {
+            _fail_step: fail_step,
+            _debugfs: dir,
+        })
     }
 }
 
@@ -64,4 +103,16 @@ fn syscall_return(result: Result<u32>) -> c_long {
 pub unsafe extern "C" fn hibsnap_freeze_processes(flags: c_uint) -> c_long {
     let timeout_ms = module_parameters::freeze_timeout_ms.value();
     syscall_return(freeze::freeze_processes(flags, timeout_ms))
+}
+
+/// The body of `snapshot_kernel(2)`, called by the C shim in `syscalls.c`.
+///
+/// # Safety
+///
+/// Always safe to call from a syscall context; it is `unsafe` only because `#[export]` requires
+/// it.
+#[export]
+pub unsafe extern "C" fn hibsnap_snapshot_kernel(overhead_pages: c_ulong, flags: c_uint) -> c_long {
+    let fail_step = FAIL_STEP.load(ordering::Relaxed);
+    syscall_return(snapshot::snapshot_kernel(overhead_pages, flags, fail_step))
 }

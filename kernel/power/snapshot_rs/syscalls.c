@@ -11,3 +11,9 @@ SYSCALL_DEFINE1(freeze_processes, unsigned int, flags)
 {
 	return hibsnap_freeze_processes(flags);
 }
+
+SYSCALL_DEFINE2(snapshot_kernel, unsigned long, overhead_pages,
+		unsigned int, flags)
+{
+	return hibsnap_snapshot_kernel(overhead_pages, flags);
+}

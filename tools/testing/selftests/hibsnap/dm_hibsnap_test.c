@@ -31,35 +31,6 @@
 #define DMSETUP_CREATE "dmsetup create --noudevsync"
 #define DMSETUP_MKNODES "dmsetup mknodes"
 
-/* Run a shell command; its output (stdout and stderr) goes to @out. */
-static int run(char *out, size_t len, const char *fmt, ...)
-{
-	char cmd[1024];
-	va_list ap;
-	size_t n = 0;
-	FILE *p;
-	int status;
-
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	strncat(cmd, " 2>&1", sizeof(cmd) - strlen(cmd) - 1);
-	p = popen(cmd, "r");
-	if (!p)
-		return -1;
-	if (out && len) {
-		n = fread(out, 1, len - 1, p);
-		out[n] = 0;
-	} else {
-		char sink[256];
-
-		while (fread(sink, 1, sizeof(sink), p) > 0)
-			;
-	}
-	status = pclose(p);
-	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
 static unsigned long long dev_sectors(const char *path)
 {
 	unsigned long long bytes = 0;
@@ -71,29 +42,6 @@ static unsigned long long dev_sectors(const char *path)
 		bytes = 0;
 	close(fd);
 	return bytes / SECTOR;
-}
-
-/* Fill @buf with a pattern that depends on @seed and the byte's offset. */
-static void pattern(unsigned char *buf, size_t len, unsigned int seed, off_t off)
-{
-	size_t i;
-
-	for (i = 0; i < len; i++)
-		buf[i] = (unsigned char)((off + i) * 131 + seed * 7 + ((off + i) >> 9));
-}
-
-static int pio(const char *path, int write, void *buf, size_t len, off_t off)
-{
-	int fd = open(path, (write ? O_WRONLY : O_RDONLY) | O_DIRECT | O_CLOEXEC);
-	ssize_t n;
-
-	if (fd < 0)
-		return -1;
-	n = write ? pwrite(fd, buf, len, off) : pread(fd, buf, len, off);
-	if (write && n == (ssize_t)len && fsync(fd))
-		n = -1;
-	close(fd);
-	return n == (ssize_t)len ? 0 : -1;
 }
 
 /* Read counter @key ("reads", "diverted", ...) and the mode from dmsetup status. */

@@ -31,36 +31,7 @@
 #include "../kselftest_harness.h"
 #include "hibsnap_util.h"
 
-#ifndef __NR_freeze_processes
-#define __NR_freeze_processes 473
-#endif
-
 #define MAX_CHILDREN 1100
-
-static int sys_freeze_processes(unsigned int flags)
-{
-	return syscall(__NR_freeze_processes, flags);
-}
-
-/* The state letter of /proc/PID/stat ('R', 'S', 'D', 'T', 't', 'Z'), or 0. */
-static char proc_state(pid_t pid)
-{
-	char path[64], buf[512], *p;
-	ssize_t n;
-	int fd;
-
-	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return 0;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return 0;
-	buf[n] = 0;
-	p = strrchr(buf, ')');
-	return p && p[1] == ' ' ? p[2] : 0;
-}
 
 static pid_t proc_ppid(pid_t pid)
 {

@@ -6,10 +6,33 @@
 #ifndef __HIBSNAP_UTIL_H
 #define __HIBSNAP_UTIL_H
 
+#include <fcntl.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
+
+#ifndef __NR_freeze_processes
+#define __NR_freeze_processes 473
+#endif
+#ifndef __NR_snapshot_kernel
+#define __NR_snapshot_kernel 474
+#endif
+
+static inline int sys_freeze_processes(unsigned int flags)
+{
+	return syscall(__NR_freeze_processes, flags);
+}
+
+static inline int sys_snapshot_kernel(unsigned long overhead_pages, unsigned int flags)
+{
+	return syscall(__NR_snapshot_kernel, overhead_pages, flags);
+}
 
 /* A field of /proc/meminfo, in kB, or -1. */
 static inline long meminfo_kb(const char *key)
@@ -35,6 +58,78 @@ static inline double now_s(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* The state letter of /proc/PID/stat ('R', 'S', 'D', 'T', 't', 'Z'), or 0. */
+static inline char proc_state(pid_t pid)
+{
+	char path[64], buf[512], *p;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = 0;
+	p = strrchr(buf, ')');
+	return p && p[1] == ' ' ? p[2] : 0;
+}
+
+/* Run a shell command; its output (stdout and stderr) goes to @out. */
+static inline int run(char *out, size_t len, const char *fmt, ...)
+{
+	char cmd[1024];
+	va_list ap;
+	size_t n = 0;
+	FILE *p;
+	int status;
+
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	strncat(cmd, " 2>&1", sizeof(cmd) - strlen(cmd) - 1);
+	p = popen(cmd, "r");
+	if (!p)
+		return -1;
+	if (out && len) {
+		n = fread(out, 1, len - 1, p);
+		out[n] = 0;
+	} else {
+		char sink[256];
+
+		while (fread(sink, 1, sizeof(sink), p) > 0)
+			;
+	}
+	status = pclose(p);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* Fill @buf with a pattern that depends on @seed and the byte's offset. */
+static inline void pattern(unsigned char *buf, size_t len, unsigned int seed, off_t off)
+{
+	size_t i;
+
+	for (i = 0; i < len; i++)
+		buf[i] = (unsigned char)((off + i) * 131 + seed * 7 + ((off + i) >> 9));
+}
+
+static inline int pio(const char *path, int write, void *buf, size_t len, off_t off)
+{
+	int fd = open(path, (write ? O_WRONLY : O_RDONLY) | O_DIRECT | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0)
+		return -1;
+	n = write ? pwrite(fd, buf, len, off) : pread(fd, buf, len, off);
+	if (write && n == (ssize_t)len && fsync(fd))
+		n = -1;
+	close(fd);
+	return n == (ssize_t)len ? 0 : -1;
 }
 
 #endif /* __HIBSNAP_UTIL_H */

@@ -1,0 +1,28 @@
+// SPDX-License-Identifier: GPL-2.0
+
+#include <linux/cpu.h>
+#include <linux/cpuidle.h>
+#include <linux/irqflags.h>
+
+/* As kernel/power/power.h has them, for hibernation from Rust. */
+__rust_helper int rust_helper_pm_sleep_disable_secondary_cpus(void)
+{
+	cpuidle_pause();
+	return suspend_disable_secondary_cpus();
+}
+
+__rust_helper void rust_helper_pm_sleep_enable_secondary_cpus(void)
+{
+	suspend_enable_secondary_cpus();
+	cpuidle_resume();
+}
+
+__rust_helper void rust_helper_local_irq_disable(void)
+{
+	local_irq_disable();
+}
+
+__rust_helper void rust_helper_local_irq_enable(void)
+{
+	local_irq_enable();
+}

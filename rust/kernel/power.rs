@@ -1,0 +1,496 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! System sleep transitions and live hibernation images.
+//!
+//! A hibernation image is taken in steps, each undone in reverse order when the image is taken
+//! or when a later step fails: the system sleep lock, the hibernation lock, the devices'
+//! `prepare`, `suspend` and `suspend_late`/`suspend_noirq` callbacks, the secondary CPUs going
+//! offline, interrupts and syscore going off. Each step here is a guard: creating it performs the
+//! step, and dropping it undoes it as for a failed transition ([`Resume::Recover`]); `finish`
+//! undoes it with the message that fits how the transition ended.
+//!
+//! [`LiveImage`] is the image mode used by hibsnap (`Documentation/power/hibsnap.rst`): only
+//! kernel memory is copied at the atomic point, user and page-cache pages are pinned and read in
+//! place afterwards. Its stream is what `/dev/snapshot` reads.
+//!
+//! C headers: [`include/linux/suspend.h`](srctree/include/linux/suspend.h),
+//! [`include/linux/pm.h`](srctree/include/linux/pm.h),
+//! [`include/linux/syscore_ops.h`](srctree/include/linux/syscore_ops.h),
+//! [`include/linux/hibsnap.h`](srctree/include/linux/hibsnap.h)
+
+use crate::{
+    bindings,
+    error::{
+        from_err_ptr,
+        to_result,
+        Result, //
+    },
+    ffi::c_uint,
+    page::PAGE_SIZE,
+    prelude::*,
+    task::Task,
+    types::NotThreadSafe, //
+};
+use core::{
+    marker::PhantomData,
+    mem::ManuallyDrop,
+    ptr::NonNull, //
+};
+
+/// How devices are resumed once the image has been taken or has failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resume {
+    /// The image was taken: the system goes on running (`PMSG_THAW`).
+    Thaw,
+    /// Control came back in a kernel restored from the image (`PMSG_RESTORE`).
+    Restore,
+    /// Taking the image failed part way (`PMSG_RECOVER`).
+    Recover,
+}
+
+impl Resume {
+    fn message(self) -> bindings::pm_message {
+        let event = match self {
+            Resume::Thaw => bindings::PM_EVENT_THAW,
+            Resume::Restore => bindings::PM_EVENT_RESTORE,
+            Resume::Recover => bindings::PM_EVENT_RECOVER,
+        };
+        bindings::pm_message {
+            event: event as i32,
+        }
+    }
+}
+
+fn freeze_message() -> bindings::pm_message {
+    bindings::pm_message {
+        event: bindings::PM_EVENT_FREEZE as i32,
+    }
+}
+
+/// Whether hibernation may be used at all: not disabled on the command line (`nohibernate`),
+/// not forbidden by kernel lockdown, and no secret memory in use.
+pub fn hibernation_available() -> bool {
+    // SAFETY: Always safe to call.
+    unsafe { bindings::hibernation_available() }
+}
+
+/// Writes all dirty data of all filesystems to their devices (`ksys_sync_helper()`).
+pub fn sync_filesystems() {
+    // SAFETY: Always safe to call from process context.
+    unsafe { bindings::ksys_sync_helper() };
+}
+
+/// The system sleep lock (`system_transition_mutex`): no suspend or hibernation can start while
+/// it is held. It is a mutex: hold it only within one system call.
+pub struct SystemSleepLock {
+    flags: c_uint,
+    _not_send: NotThreadSafe,
+}
+
+impl SystemSleepLock {
+    /// Takes the lock, sleeping until it is free.
+    pub fn lock() -> Self {
+        // SAFETY: Always safe to call from process context; released in `drop`.
+        let flags = unsafe { bindings::lock_system_sleep() };
+        SystemSleepLock {
+            flags,
+            _not_send: NotThreadSafe,
+        }
+    }
+}
+
+impl Drop for SystemSleepLock {
+    fn drop(&mut self) {
+        // SAFETY: The lock was taken in `lock` by this task (`Self` is not `Send`), with these
+        // flags.
+        unsafe { bindings::unlock_system_sleep(self.flags) };
+    }
+}
+
+/// The right to use the hibernation image code (`hibernate_acquire()`): while it is held,
+/// `/dev/snapshot` cannot be opened and no other image can be taken. It is not a lock, and may be
+/// held across system calls.
+pub struct HibernationLock(());
+
+impl HibernationLock {
+    /// Acquires the right, or fails with `EBUSY` if somebody holds it.
+    pub fn acquire() -> Result<Self> {
+        // SAFETY: Always safe to call; released in `drop`.
+        if unsafe { bindings::hibernate_acquire() } {
+            Ok(HibernationLock(()))
+        } else {
+            Err(EBUSY)
+        }
+    }
+}
+
+impl Drop for HibernationLock {
+    fn drop(&mut self) {
+        // SAFETY: Acquired in `acquire`.
+        unsafe { bindings::hibernate_release() };
+    }
+}
+
+/// Devices prepared for hibernation (`dpm_prepare(PMSG_FREEZE)`); completed when dropped.
+pub struct DevicesPrepared<'a> {
+    _lock: PhantomData<&'a SystemSleepLock>,
+    _not_send: NotThreadSafe,
+}
+
+impl<'a> DevicesPrepared<'a> {
+    /// Runs every device's `prepare` callback. On error, those prepared are completed again.
+    pub fn new(_lock: &'a SystemSleepLock) -> Result<Self> {
+        // SAFETY: The system sleep lock is held, as the PM core requires.
+        let ret = unsafe { bindings::dpm_prepare(freeze_message()) };
+        if let Err(e) = to_result(ret) {
+            // SAFETY: `dpm_prepare` leaves the devices it prepared for `dpm_complete`.
+            unsafe { bindings::dpm_complete(Resume::Recover.message()) };
+            return Err(e);
+        }
+        Ok(DevicesPrepared {
+            _lock: PhantomData,
+            _not_send: NotThreadSafe,
+        })
+    }
+
+    /// Completes the devices with the message for `how`.
+    pub fn finish(self, how: Resume) {
+        let this = ManuallyDrop::new(self);
+        this.complete(how);
+    }
+
+    fn complete(&self, how: Resume) {
+        // SAFETY: The devices were prepared in `new`; this runs once (`finish` or `drop`).
+        unsafe { bindings::dpm_complete(how.message()) };
+    }
+}
+
+impl Drop for DevicesPrepared<'_> {
+    fn drop(&mut self) {
+        self.complete(Resume::Recover);
+    }
+}
+
+/// Devices suspended for hibernation: consoles suspended, allocations restricted to no I/O, and
+/// every device's `freeze` callback run (`dpm_suspend(PMSG_FREEZE)`).
+pub struct DevicesSuspended<'a> {
+    _prepared: PhantomData<&'a DevicesPrepared<'a>>,
+    _not_send: NotThreadSafe,
+}
+
+impl<'a> DevicesSuspended<'a> {
+    /// Suspends the devices. On error, the devices already suspended are resumed.
+    pub fn new(_prepared: &'a DevicesPrepared<'a>) -> Result<Self> {
+        // SAFETY: The devices are prepared and the system sleep lock is held.
+        let ret = unsafe {
+            bindings::console_suspend_all();
+            bindings::pm_restrict_gfp_mask();
+            bindings::dpm_suspend(freeze_message())
+        };
+        let this = DevicesSuspended {
+            _prepared: PhantomData,
+            _not_send: NotThreadSafe,
+        };
+        // On error `this` is dropped: `dpm_resume` resumes what `dpm_suspend` suspended.
+        to_result(ret)?;
+        Ok(this)
+    }
+
+    /// Resumes the devices with the message for `how`.
+    pub fn finish(self, how: Resume) {
+        let this = ManuallyDrop::new(self);
+        this.resume(how);
+    }
+
+    fn resume(&self, how: Resume) {
+        // SAFETY: The devices were suspended in `new`; this runs once (`finish` or `drop`).
+        unsafe {
+            bindings::dpm_resume(how.message());
+            bindings::pm_restore_gfp_mask();
+            bindings::console_resume_all();
+        }
+    }
+}
+
+impl Drop for DevicesSuspended<'_> {
+    fn drop(&mut self) {
+        self.resume(Resume::Recover);
+    }
+}
+
+/// Devices fully quiesced: their `freeze_late` and `freeze_noirq` callbacks have run
+/// (`dpm_suspend_end(PMSG_FREEZE)`), device interrupts are off.
+pub struct DevicesQuiesced<'a> {
+    _suspended: PhantomData<&'a DevicesSuspended<'a>>,
+    _not_send: NotThreadSafe,
+}
+
+impl<'a> DevicesQuiesced<'a> {
+    /// Quiesces the devices. On error, `dpm_suspend_end` has already undone its work.
+    pub fn new(_suspended: &'a DevicesSuspended<'a>) -> Result<Self> {
+        // SAFETY: The devices are suspended.
+        to_result(unsafe { bindings::dpm_suspend_end(freeze_message()) })?;
+        Ok(DevicesQuiesced {
+            _suspended: PhantomData,
+            _not_send: NotThreadSafe,
+        })
+    }
+
+    /// Runs the devices' `noirq` and `early` resume callbacks with the message for `how`.
+    pub fn finish(self, how: Resume) {
+        let this = ManuallyDrop::new(self);
+        this.resume(how);
+    }
+
+    fn resume(&self, how: Resume) {
+        // SAFETY: The devices were quiesced in `new`; this runs once (`finish` or `drop`).
+        unsafe { bindings::dpm_resume_start(how.message()) };
+    }
+}
+
+impl Drop for DevicesQuiesced<'_> {
+    fn drop(&mut self) {
+        self.resume(Resume::Recover);
+    }
+}
+
+/// Every CPU but the boot CPU offline, and cpuidle paused, as for a hibernation image: the
+/// kernel that restores an image starts it on one CPU.
+pub struct SecondaryCpusOffline<'a> {
+    _quiesced: PhantomData<&'a DevicesQuiesced<'a>>,
+    _not_send: NotThreadSafe,
+}
+
+impl<'a> SecondaryCpusOffline<'a> {
+    /// Takes the secondary CPUs offline. On error, those already offline come back.
+    pub fn new(_quiesced: &'a DevicesQuiesced<'a>) -> Result<Self> {
+        // SAFETY: Devices are quiesced and the system sleep lock is held.
+        let ret = unsafe { bindings::pm_sleep_disable_secondary_cpus() };
+        let this = SecondaryCpusOffline {
+            _quiesced: PhantomData,
+            _not_send: NotThreadSafe,
+        };
+        to_result(ret)?;
+        Ok(this)
+    }
+}
+
+impl Drop for SecondaryCpusOffline<'_> {
+    fn drop(&mut self) {
+        // SAFETY: `new` took the CPUs offline (or tried); bringing back those offline is what
+        // the hibernation code does in both cases.
+        unsafe { bindings::pm_sleep_enable_secondary_cpus() };
+    }
+}
+
+/// The atomic point: interrupts off on the only online CPU, and the syscore suspend callbacks
+/// run. Nothing else runs until it is dropped.
+pub struct AtomicPoint<'a> {
+    _cpus: PhantomData<&'a SecondaryCpusOffline<'a>>,
+    _not_send: NotThreadSafe,
+}
+
+impl<'a> AtomicPoint<'a> {
+    /// Disables interrupts and suspends syscore. On error, interrupts are enabled again.
+    pub fn new(_cpus: &'a SecondaryCpusOffline<'a>) -> Result<Self> {
+        // SAFETY: The secondary CPUs are offline; interrupts are enabled again in `drop` or below.
+        unsafe { bindings::local_irq_disable() };
+        // SAFETY: Interrupts are off, as `syscore_suspend` requires.
+        let ret = unsafe { bindings::syscore_suspend() };
+        if let Err(e) = to_result(ret) {
+            // SAFETY: Disabled above; `syscore_suspend` undid its own work.
+            unsafe { bindings::local_irq_enable() };
+            return Err(e);
+        }
+        Ok(AtomicPoint {
+            _cpus: PhantomData,
+            _not_send: NotThreadSafe,
+        })
+    }
+}
+
+impl Drop for AtomicPoint<'_> {
+    fn drop(&mut self) {
+        // SAFETY: Syscore was suspended and interrupts disabled in `new`.
+        unsafe {
+            bindings::syscore_resume();
+            bindings::local_irq_enable();
+        }
+    }
+}
+
+/// What [`LiveImage::snapshot`] found when it returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Snapshot {
+    /// The image was taken; the system runs on.
+    Taken,
+    /// Control came back in a kernel restored from the image.
+    Restored,
+}
+
+/// The numbers of pages in a live image, by kind.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Geometry {
+    /// Kernel pages copied at the atomic point.
+    pub copied: usize,
+    /// User and page-cache pages read in place after it.
+    pub streamed: usize,
+    /// All-zero pages: listed in the image, with no data.
+    pub zero: usize,
+    /// Pages of the image's PFN list.
+    pub meta: usize,
+}
+
+impl Geometry {
+    /// The length of the image stream in bytes: header, PFN list, data pages.
+    pub fn image_bytes(&self) -> usize {
+        (1 + self.meta + self.copied + self.streamed) * PAGE_SIZE
+    }
+}
+
+/// A live hibernation image (`swsusp_live_begin()` .. `swsusp_live_end()`).
+///
+/// Created with the memory for the copy of kernel memory reserved; [`LiveImage::snapshot`] takes
+/// it at the atomic point; the stream is then read page by page with [`LiveImage::advance`] and
+/// [`LiveImage::page`]. Dropping it drops the pins on the pages it streams in place and frees
+/// every page it used.
+pub struct LiveImage {
+    /// The page of the stream last returned by `swsusp_live_next_page()`, if any.
+    page: Option<NonNull<u8>>,
+    _lock: HibernationLock,
+}
+
+// SAFETY: The image is global state of the hibernation code, owned through the hibernation lock
+// by whoever holds this object; it is not tied to a task.
+unsafe impl Send for LiveImage {}
+// SAFETY: Every method that changes the image takes `&mut self`.
+unsafe impl Sync for LiveImage {}
+
+impl LiveImage {
+    /// Prepares an image: counts the kernel pages, reclaims memory and reserves page frames for
+    /// their copy and `overhead_pages` more. Fails with `ENOMEM` (and a kernel log line with the
+    /// numbers) if they cannot be found.
+    pub fn begin(lock: HibernationLock, overhead_pages: usize) -> Result<Self> {
+        // SAFETY: The hibernation lock gives this image the hibernation code's state; on error
+        // `swsusp_live_begin` leaves nothing behind.
+        to_result(unsafe { bindings::swsusp_live_begin(overhead_pages) })?;
+        Ok(LiveImage {
+            page: None,
+            _lock: lock,
+        })
+    }
+
+    /// Makes the image copy, rather than stream in place, the pages mapped by `task`: it runs on
+    /// after the atomic point and may write them. Fails with `EAGAIN` if its address space is
+    /// being changed.
+    pub fn keep_task(&self, task: &Task, _atomic: &AtomicPoint<'_>) -> Result {
+        // SAFETY: `task` is valid; at the atomic point nothing else runs, as
+        // `swsusp_live_keep_task` requires.
+        to_result(unsafe { bindings::swsusp_live_keep_task(task.as_ptr()) })
+    }
+
+    /// Takes the image: saves the CPU state and copies kernel memory. Returns
+    /// [`Snapshot::Restored`] when control comes back here in a kernel restored from it.
+    pub fn snapshot(&mut self, _atomic: &AtomicPoint<'_>) -> Result<Snapshot> {
+        // SAFETY: Interrupts are off on the only online CPU, devices and syscore are suspended,
+        // and `swsusp_live_begin` was called: what `hibernation_live_snapshot` requires.
+        let ret = unsafe { bindings::hibernation_live_snapshot() };
+        to_result(ret)?;
+        Ok(if ret > 0 {
+            Snapshot::Restored
+        } else {
+            Snapshot::Taken
+        })
+    }
+
+    /// Frees the reserved page frames the copy did not use; returns how many.
+    pub fn release_unused(&mut self) -> usize {
+        // SAFETY: The image is ours; called after `snapshot`, outside the atomic point.
+        unsafe { bindings::swsusp_live_release_unused() }
+    }
+
+    /// The numbers of pages in the image, by kind.
+    pub fn geometry(&self) -> Geometry {
+        let mut geo: bindings::swsusp_live_geometry = pin_init::zeroed();
+        // SAFETY: `geo` is a valid, writable `struct swsusp_live_geometry`.
+        unsafe { bindings::swsusp_live_geometry(&mut geo) };
+        Geometry {
+            copied: geo.copied,
+            streamed: geo.streamed,
+            zero: geo.zero,
+            meta: geo.meta,
+        }
+    }
+
+    /// Moves to the next page of the stream; returns `false` at its end.
+    pub fn advance(&mut self) -> Result<bool> {
+        // SAFETY: The image is ours and was taken; the stream is read by one caller at a time
+        // (`&mut self`).
+        let page = from_err_ptr(unsafe { bindings::swsusp_live_next_page() }.cast_mut())?;
+        self.page = NonNull::new(page.cast::<u8>());
+        Ok(self.page.is_some())
+    }
+
+    /// The current page of the stream, if [`LiveImage::advance`] found one.
+    pub fn page(&self) -> Option<&[u8]> {
+        // SAFETY: `swsusp_live_next_page` returned a page-sized, page-aligned buffer that stays
+        // valid and unchanged until the next call, which needs `&mut self`, or the end of the
+        // image, which needs `self`.
+        self.page
+            .map(|p| unsafe { core::slice::from_raw_parts(p.as_ptr(), PAGE_SIZE) })
+    }
+}
+
+impl Drop for LiveImage {
+    fn drop(&mut self) {
+        // SAFETY: `swsusp_live_begin` succeeded in `begin`; this ends the image once.
+        unsafe { bindings::swsusp_live_end() };
+    }
+}
+
+/// The block-device snapshot of hibsnap's device-mapper target: from the atomic point on,
+/// writes to every `hibsnap` device are kept apart, so that the devices keep the contents they
+/// had at it. Dropping it merges the kept writes back into the devices.
+pub struct BlockSnapshot {
+    devices: usize,
+}
+
+impl BlockSnapshot {
+    /// Starts the snapshot on every `hibsnap` device. Returns the snapshot, however many devices
+    /// there are (maybe none).
+    pub fn start(_atomic: &AtomicPoint<'_>) -> Result<Self> {
+        // SAFETY: At the atomic point, with the devices quiesced, as the function requires.
+        let ret = unsafe { bindings::dm_hibsnap_snapshot_all() };
+        to_result(ret)?;
+        Ok(BlockSnapshot {
+            devices: ret as usize,
+        })
+    }
+
+    /// The number of devices in the snapshot.
+    pub fn devices(&self) -> usize {
+        self.devices
+    }
+
+    /// Ends the snapshot: merges the kept writes back if `merge`, else drops them.
+    pub fn end(self, merge: bool) -> Result {
+        let this = ManuallyDrop::new(self);
+        this.finish(merge)
+    }
+
+    fn finish(&self, merge: bool) -> Result {
+        // SAFETY: Started in `start`; this ends it once (`end` or `drop`), in process context.
+        to_result(unsafe { bindings::dm_hibsnap_end_all(merge) })
+    }
+}
+
+impl Drop for BlockSnapshot {
+    fn drop(&mut self) {
+        if let Err(e) = self.finish(true) {
+            pr_err!(
+                "hibsnap: merging the block-device snapshot failed: {:?}\n",
+                e
+            );
+        }
+    }
+}

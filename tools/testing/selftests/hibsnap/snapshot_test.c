@@ -1,0 +1,719 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Tests of snapshot_kernel(2) and its image file descriptor: errors, the
+ * stream's format and geometry, the contents of pages at their PFNs, the
+ * half-of-RAM case against mainline /dev/snapshot, aborts, and an injected
+ * failure at each step of the pipeline. See Documentation/power/hibsnap.rst.
+ *
+ * PFNs come from /proc/PID/pagemap (the tests run as root); the stream is
+ * parsed as the kernel's loader parses it: a header page (struct
+ * swsusp_info), the PFN list (bit 63: an all-zero page without data), then
+ * one data page per other PFN, in order.
+ */
+
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <linux/fs.h>
+#include <linux/hibsnap.h>
+#include <linux/suspend_ioctls.h>
+
+#include "../kselftest_harness.h"
+#include "hibsnap_util.h"
+
+#define PAGE 4096UL
+#define CHUNK (4UL << 20)
+#define PFN_ZERO (~0UL ^ (~0UL >> 1))
+#define PFN_END (~0UL)
+/* The dm-hibsnap device the kernel command line creates, over /dev/ram1. */
+#define BOOT_DM "/dev/mapper/hsboot"
+#define BOOT_ORIGIN "/dev/ram1"
+#define FAIL_STEP "/sys/kernel/debug/hibsnap/fail_step"
+#define NR_STEPS 10
+
+/*
+ * kernel/power/power.h. On x86 the architecture's restore header
+ * (arch/x86/power/hibernate.c) is written over the start of uts.
+ */
+#define X86_64_RESTORE_MAGIC 0x23456789ABCDEF02UL
+
+struct x86_restore_data_record {
+	unsigned long jump_address;
+	unsigned long jump_address_phys;
+	unsigned long cr3;
+	unsigned long magic;
+	unsigned long e820_checksum;
+};
+
+struct swsusp_info {
+	char uts[6][65];
+	uint32_t version_code;
+	unsigned long num_physpages;
+	int cpus;
+	unsigned long image_pages;
+	unsigned long pages;
+	unsigned long size;
+};
+
+/* A page to look for in the stream, with what it must hold. */
+struct target {
+	unsigned long pfn;
+	unsigned char expect[PAGE];
+	int seen;	/* as a data page */
+	int matched;	/* ... with the expected contents */
+	int zero;	/* as an all-zero PFN */
+};
+
+struct stream {
+	struct swsusp_info hdr;
+	unsigned long *pfns;
+	unsigned long nr_pfns, nr_zero;
+	unsigned long bytes, calls, data_pages;
+	struct target *t;
+	int nr_t;
+};
+
+/* The PFN behind @addr in this process, or 0. */
+static unsigned long pfn_of(const void *addr)
+{
+	uint64_t e = 0;
+	int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return 0;
+	if (pread(fd, &e, sizeof(e), (uintptr_t)addr / PAGE * sizeof(e)) != sizeof(e))
+		e = 0;
+	close(fd);
+	return (e & (1ULL << 63)) ? e & ((1ULL << 55) - 1) : 0;
+}
+
+/*
+ * A read buffer of CHUNK bytes, mapped and unmapped each time: malloc()
+ * would keep it in the heap after free() and blur the memory checks.
+ */
+static void *chunk_alloc(void)
+{
+	void *p = mmap(NULL, CHUNK, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	return p == MAP_FAILED ? NULL : p;
+}
+
+static void chunk_free(void *p)
+{
+	munmap(p, CHUNK);
+}
+
+/* Reads the whole stream from @fd, CHUNK bytes per read(), checking the targets. */
+static int read_stream(int fd, struct stream *s)
+{
+	unsigned char *buf = chunk_alloc();
+	unsigned long page = 0, meta = 0, next = 0, max = 0;
+	ssize_t n;
+	int i;
+
+	if (!buf)
+		return -ENOMEM;
+	while ((n = read(fd, buf, CHUNK)) > 0) {
+		s->calls++;
+		if (n % PAGE) {
+			chunk_free(buf);
+			return -EPROTO;
+		}
+		for (unsigned char *p = buf; p < buf + n; p += PAGE, page++) {
+			if (page == 0) {
+				memcpy(&s->hdr, p, sizeof(s->hdr));
+				meta = s->hdr.pages - s->hdr.image_pages - 1;
+				max = meta * (PAGE / sizeof(long));
+				s->pfns = calloc(max + 1, sizeof(long));
+				if (!s->pfns)
+					return -ENOMEM;
+			} else if (page <= meta) {
+				const unsigned long *l = (const unsigned long *)p;
+
+				for (i = 0; i < (int)(PAGE / sizeof(long)); i++) {
+					if (l[i] == PFN_END)
+						break;
+					s->pfns[s->nr_pfns++] = l[i];
+					s->nr_zero += !!(l[i] & PFN_ZERO);
+				}
+			} else {
+				unsigned long pfn;
+
+				while (next < s->nr_pfns && (s->pfns[next] & PFN_ZERO))
+					next++;
+				if (next >= s->nr_pfns) {
+					chunk_free(buf);
+					return -E2BIG;
+				}
+				pfn = s->pfns[next++];
+				s->data_pages++;
+				for (i = 0; i < s->nr_t; i++) {
+					if (s->t[i].pfn != pfn)
+						continue;
+					s->t[i].seen = 1;
+					s->t[i].matched = !memcmp(p, s->t[i].expect, PAGE);
+				}
+			}
+		}
+	}
+	chunk_free(buf);
+	if (n < 0)
+		return -errno;
+	s->bytes = page * PAGE;
+	for (i = 0; i < s->nr_t; i++)
+		for (unsigned long j = 0; j < s->nr_pfns; j++)
+			if (s->pfns[j] == (s->t[i].pfn | PFN_ZERO))
+				s->t[i].zero = 1;
+	return 0;
+}
+
+/* Reads and discards the stream; returns the bytes read or -errno. */
+static long drain(int fd, unsigned long *calls)
+{
+	char *buf = chunk_alloc();
+	long total = 0;
+	ssize_t n;
+
+	if (!buf)
+		return -ENOMEM;
+	while ((n = read(fd, buf, CHUNK)) > 0) {
+		total += n;
+		if (calls)
+			(*calls)++;
+	}
+	chunk_free(buf);
+	return n < 0 ? -errno : total;
+}
+
+/*
+ * Free memory in kB: MemFree plus the pages on the per-CPU free lists, which
+ * MemFree leaves out and which grow after a large batch of frees.
+ */
+static long free_kb(void)
+{
+	char line[256];
+	long pcp = 0;
+	FILE *f = fopen("/proc/zoneinfo", "re");
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f)) {
+		char *c = strstr(line, "count:");
+
+		if (c)
+			pcp += strtol(c + 6, NULL, 10);
+	}
+	fclose(f);
+	return meminfo_kb("MemFree") + pcp * (PAGE / 1024);
+}
+
+static int geometry(int fd, struct hibsnap_geometry *g)
+{
+	memset(g, 0xff, sizeof(*g));
+	return ioctl(fd, HIBSNAP_IOC_GEOMETRY, g);
+}
+
+/* A child that sits in pause(); the freeze stops it. */
+static pid_t sleeper(void)
+{
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		for (;;)
+			pause();
+	}
+	return pid;
+}
+
+static void reap(pid_t pid)
+{
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+}
+
+static int write_str(const char *path, const char *s)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC), ok;
+
+	if (fd < 0)
+		return -1;
+	ok = write(fd, s, strlen(s)) == (ssize_t)strlen(s);
+	close(fd);
+	return ok ? 0 : -1;
+}
+
+/* Whether the kernel log has a line containing @needle. */
+static int kmsg_has(const char *needle)
+{
+	char line[1024];
+	int fd = open("/dev/kmsg", O_RDONLY | O_NONBLOCK | O_CLOEXEC), found = 0;
+	ssize_t n;
+
+	if (fd < 0)
+		return 0;
+	while ((n = read(fd, line, sizeof(line) - 1)) > 0 || (n < 0 && errno == EPIPE)) {
+		if (n <= 0)
+			continue;
+		line[n] = 0;
+		if (strstr(line, needle))
+			found = 1;
+	}
+	close(fd);
+	return found;
+}
+
+/* Only for TEST_F_TIMEOUT(): the long tests need more than the default 30 s. */
+FIXTURE(slow) {
+	int unused;
+};
+
+FIXTURE_SETUP(slow) {}
+FIXTURE_TEARDOWN(slow) {}
+
+TEST(needs_the_freeze)
+{
+	errno = 0;
+	EXPECT_EQ(-1, sys_snapshot_kernel(0, 0));
+	EXPECT_EQ(ENOLCK, errno);
+}
+
+TEST(bad_flags_are_einval)
+{
+	int frz = sys_freeze_processes(0);
+
+	ASSERT_LE(0, frz);
+	errno = 0;
+	EXPECT_EQ(-1, sys_snapshot_kernel(0, 1));
+	EXPECT_EQ(EINVAL, errno);
+	errno = 0;
+	EXPECT_EQ(-1, sys_snapshot_kernel(0, 1U << 31));
+	EXPECT_EQ(EINVAL, errno);
+	close(frz);
+}
+
+TEST(unprivileged_is_eperm)
+{
+	int status;
+	pid_t pid = fork();
+
+	ASSERT_LE(0, pid);
+	if (pid == 0) {
+		if (setuid(65534))
+			_exit(10);
+		_exit(sys_snapshot_kernel(0, 0) == -1 && errno == EPERM ? 0 : 11);
+	}
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	EXPECT_TRUE(WIFEXITED(status));
+	EXPECT_EQ(0, WEXITSTATUS(status));
+}
+
+/* An overhead that cannot fit: ENOMEM at once, and the numbers in the log. */
+TEST(overhead_too_large_is_enomem)
+{
+	long free0 = free_kb();
+	int frz = sys_freeze_processes(0), fd;
+
+	ASSERT_LE(0, frz);
+	errno = 0;
+	EXPECT_EQ(-1, sys_snapshot_kernel(1UL << 40, 0));
+	EXPECT_EQ(ENOMEM, errno);
+	EXPECT_TRUE(kmsg_has("hibsnap: cannot reserve"));
+	/* Nothing left behind: the next snapshot works. */
+	fd = sys_snapshot_kernel(0, 0);
+	EXPECT_LE(0, fd);
+	if (fd >= 0)
+		close(fd);
+	close(frz);
+	EXPECT_LT(free0 - 4096, free_kb()) TH_LOG("free %ld -> %ld kB", free0, free_kb());
+}
+
+/* The descriptor: close-on-exec, a stream, always readable, one image at a time. */
+TEST(image_fd_properties)
+{
+	int frz, fd, flags;
+	struct pollfd pfd;
+	char c;
+
+	frz = sys_freeze_processes(0);
+	ASSERT_LE(0, frz);
+	fd = sys_snapshot_kernel(0, 0);
+	ASSERT_LE(0, fd) TH_LOG("snapshot_kernel: %s", strerror(errno));
+	flags = fcntl(fd, F_GETFD);
+	EXPECT_TRUE(flags & FD_CLOEXEC);
+	errno = 0;
+	EXPECT_EQ(-1, lseek(fd, 0, SEEK_SET));
+	EXPECT_EQ(ESPIPE, errno);
+	errno = 0;
+	EXPECT_EQ(-1, pread(fd, &c, 1, 0));
+	EXPECT_EQ(ESPIPE, errno);
+	errno = 0;
+	EXPECT_EQ(-1, write(fd, &c, 1));
+	EXPECT_EQ(EBADF, errno);
+	errno = 0;
+	EXPECT_EQ(-1, ioctl(fd, _IO(0xB9, 0x7f)));
+	EXPECT_EQ(ENOTTY, errno);
+	pfd.fd = fd;
+	pfd.events = POLLIN;
+	EXPECT_EQ(1, poll(&pfd, 1, 0));
+	EXPECT_TRUE(pfd.revents & POLLIN);
+	/* A second image, or /dev/snapshot, while this one is open. */
+	errno = 0;
+	EXPECT_EQ(-1, sys_snapshot_kernel(0, 0));
+	EXPECT_EQ(EBUSY, errno);
+	errno = 0;
+	EXPECT_EQ(-1, open("/dev/snapshot", O_RDONLY | O_CLOEXEC));
+	EXPECT_EQ(EBUSY, errno);
+	close(fd);
+	/* Released: /dev/snapshot can be opened again. */
+	fd = open("/dev/snapshot", O_RDONLY | O_CLOEXEC);
+	EXPECT_LE(0, fd);
+	if (fd >= 0)
+		close(fd);
+	close(frz);
+}
+
+/*
+ * A stopped child's anon pages (one with a pattern, one all zeros), a clean
+ * page-cache page of a file on ext4 that only the child maps, and a page
+ * the caller overwrites right after the call: each is in the stream at its
+ * PFN with what it held at the atomic point. The header and the geometry
+ * add up to the bytes read, zero pages have no data, and no more pages are
+ * listed than were in use.
+ */
+TEST_F_TIMEOUT(slow, image_contents_and_geometry, 300)
+{
+	struct target *t = calloc(4, sizeof(*t));
+	int pipefd[2], frz, fd, ffd;
+	unsigned char *mine;
+	struct hibsnap_geometry g;
+	struct stream s = { .t = t, .nr_t = 4 };
+	unsigned long pfns[3];
+	long used_kb;
+	pid_t child;
+
+	ASSERT_NE(NULL, t);
+	ASSERT_EQ(0, run(NULL, 0, "dmsetup mknodes hsboot"));
+	ASSERT_EQ(0, run(NULL, 0, "/usr/sbin/mke2fs -q -F -t ext4 -b 4096 " BOOT_DM));
+	mkdir("/mnt", 0755);
+	ASSERT_EQ(0, mount(BOOT_DM, "/mnt", "ext4", 0, NULL));
+	ffd = open("/mnt/file", O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	ASSERT_LE(0, ffd);
+	pattern(t[2].expect, PAGE, 3, 0);
+	ASSERT_EQ((ssize_t)PAGE, pwrite(ffd, t[2].expect, PAGE, 0));
+	ASSERT_EQ(0, fsync(ffd));
+
+	ASSERT_EQ(0, pipe(pipefd));
+	child = fork();
+	ASSERT_LE(0, child);
+	if (child == 0) {
+		unsigned char *a = mmap(NULL, 2 * PAGE, PROT_READ | PROT_WRITE,
+					MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		unsigned char *f = mmap(NULL, PAGE, PROT_READ, MAP_SHARED, ffd, 0);
+		unsigned long p[3];
+
+		pattern(a, PAGE, 1, 0);
+		memset(a + PAGE, 1, PAGE);
+		memset(a + PAGE, 0, PAGE);
+		p[0] = pfn_of(a);
+		p[1] = pfn_of(a + PAGE);
+		p[2] = f[0] == f[1] ? 0 : pfn_of(f);
+		if (write(pipefd[1], p, sizeof(p)) != sizeof(p))
+			_exit(1);
+		for (;;)
+			pause();
+	}
+	ASSERT_EQ((ssize_t)sizeof(pfns), read(pipefd[0], pfns, sizeof(pfns)));
+	ASSERT_NE(0UL, pfns[0]);
+	ASSERT_NE(0UL, pfns[1]);
+	ASSERT_NE(0UL, pfns[2]);
+	t[0].pfn = pfns[0];
+	pattern(t[0].expect, PAGE, 1, 0);
+	t[1].pfn = pfns[1];
+	t[2].pfn = pfns[2];
+
+	mine = mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, mine);
+	pattern(mine, PAGE, 4, 0);
+	memcpy(t[3].expect, mine, PAGE);
+	t[3].pfn = pfn_of(mine);
+	ASSERT_NE(0UL, t[3].pfn);
+
+	frz = sys_freeze_processes(0);
+	ASSERT_LE(0, frz);
+	used_kb = meminfo_kb("MemTotal") - meminfo_kb("MemFree");
+	fd = sys_snapshot_kernel(0, 0);
+	/* Written right after the atomic point: the stream has the old contents. */
+	pattern(mine, PAGE, 5, 0);
+	ASSERT_LE(0, fd) TH_LOG("snapshot_kernel: %s", strerror(errno));
+	ASSERT_EQ(0, geometry(fd, &g));
+	ASSERT_EQ(0, read_stream(fd, &s));
+	close(fd);
+	close(frz);
+	reap(child);
+	close(ffd);
+	umount("/mnt");
+
+	TH_LOG("geometry: copied %llu, streamed %llu, zero %llu, meta %llu pages",
+	       g.copied_pages, g.streamed_pages, g.zero_pages, g.meta_pages);
+	TH_LOG("stream: %llu bytes in %lu reads", g.image_bytes, s.calls);
+	EXPECT_EQ(PAGE, g.page_size);
+	EXPECT_EQ(0U, g.flags);
+	EXPECT_EQ(g.image_bytes, s.bytes);
+	EXPECT_EQ(g.image_bytes, s.hdr.size);
+	EXPECT_EQ(g.copied_pages + g.streamed_pages, s.hdr.image_pages);
+	EXPECT_EQ(1 + g.meta_pages + s.hdr.image_pages, s.hdr.pages);
+	EXPECT_EQ(g.copied_pages + g.streamed_pages + g.zero_pages, s.nr_pfns);
+	EXPECT_EQ(g.zero_pages, s.nr_zero);
+	EXPECT_EQ(s.hdr.image_pages, s.data_pages);
+#ifdef __x86_64__
+	EXPECT_EQ(X86_64_RESTORE_MAGIC, ((struct x86_restore_data_record *)&s.hdr)->magic);
+	EXPECT_NE(0UL, ((struct x86_restore_data_record *)&s.hdr)->cr3);
+#endif
+	/* All RAM pages, reserved ones too: at least MemTotal. */
+	EXPECT_LE(meminfo_kb("MemTotal"), (long)(s.hdr.num_physpages * 4));
+	EXPECT_LT(0ULL, g.streamed_pages);
+	EXPECT_LT(0ULL, g.zero_pages);
+	/* Large reads: each read() but the last fills the 4 MiB buffer. */
+	EXPECT_GE((s.bytes + CHUNK - 1) / CHUNK, s.calls);
+	/* Free pages are not listed: no more than were in use at the call. */
+	EXPECT_GE((unsigned long)used_kb + 16384, s.nr_pfns * 4)
+		TH_LOG("used %ld kB, listed %lu kB", used_kb, s.nr_pfns * 4);
+
+	EXPECT_TRUE(t[0].seen && t[0].matched) TH_LOG("child's pattern page, pfn %lu", t[0].pfn);
+	EXPECT_TRUE(t[1].zero && !t[1].seen) TH_LOG("child's zero page, pfn %lu", t[1].pfn);
+	EXPECT_TRUE(t[2].seen && t[2].matched) TH_LOG("file page, pfn %lu", t[2].pfn);
+	EXPECT_TRUE(t[3].seen && t[3].matched) TH_LOG("caller's page, pfn %lu", t[3].pfn);
+	free(s.pfns);
+	free(t);
+}
+
+/*
+ * Closing the image without halting, 20 times: the stopped child runs again
+ * when the freeze is released, a write to the dm-hibsnap device made while
+ * the image is open reaches its origin only when the image is closed, and
+ * memory comes back.
+ */
+TEST_F_TIMEOUT(slow, abort_restores_everything, 600)
+{
+	unsigned char *w = aligned_alloc(PAGE, PAGE), *r = aligned_alloc(PAGE, PAGE);
+	unsigned long *counter = mmap(NULL, PAGE, PROT_READ | PROT_WRITE,
+				      MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	long free0 = 0, slab0 = 0, free1, slab1;
+	int cycle;
+	pid_t child;
+
+	ASSERT_NE(MAP_FAILED, counter);
+	ASSERT_EQ(0, run(NULL, 0, "dmsetup mknodes hsboot"));
+	child = fork();
+	ASSERT_LE(0, child);
+	if (child == 0) {
+		for (;;)
+			__atomic_fetch_add(counter, 1, __ATOMIC_RELAXED);
+	}
+	for (cycle = 0; cycle < 20; cycle++) {
+		unsigned long before;
+		double deadline;
+		int frz, fd;
+
+		if (cycle == 1) {
+			free0 = free_kb();
+			slab0 = meminfo_kb("Slab");
+		}
+		frz = sys_freeze_processes(0);
+		ASSERT_LE(0, frz);
+		EXPECT_EQ('T', proc_state(child));
+		fd = sys_snapshot_kernel(256, 0);
+		ASSERT_LE(0, fd) TH_LOG("cycle %d: %s", cycle, strerror(errno));
+
+		pattern(w, PAGE, 100 + cycle, 0);
+		ASSERT_EQ(0, pio(BOOT_DM, 1, w, PAGE, cycle * PAGE));
+		ASSERT_EQ(0, pio(BOOT_DM, 0, r, PAGE, cycle * PAGE));
+		EXPECT_EQ(0, memcmp(w, r, PAGE));
+		ASSERT_EQ(0, pio(BOOT_ORIGIN, 0, r, PAGE, cycle * PAGE));
+		EXPECT_NE(0, memcmp(w, r, PAGE))
+			TH_LOG("cycle %d: write reached the origin in the snapshot", cycle);
+		if (cycle % 2)
+			EXPECT_LT(0, drain(fd, NULL));
+		close(fd);
+		ASSERT_EQ(0, pio(BOOT_ORIGIN, 0, r, PAGE, cycle * PAGE));
+		EXPECT_EQ(0, memcmp(w, r, PAGE)) TH_LOG("cycle %d: write lost by the merge", cycle);
+
+		before = __atomic_load_n(counter, __ATOMIC_RELAXED);
+		EXPECT_EQ('T', proc_state(child));
+		close(frz);
+		deadline = now_s() + 10;
+		while (__atomic_load_n(counter, __ATOMIC_RELAXED) == before && now_s() < deadline)
+			;
+		EXPECT_NE(before, __atomic_load_n(counter, __ATOMIC_RELAXED))
+			TH_LOG("cycle %d: child did not run again", cycle);
+	}
+	reap(child);
+	free1 = free_kb();
+	slab1 = meminfo_kb("Slab");
+	TH_LOG("free %ld -> %ld kB, Slab %ld -> %ld kB over 19 cycles",
+	       free0, free1, slab0, slab1);
+	EXPECT_LT(free0 - 4096, free1);
+	EXPECT_LT(slab1, slab0 + 1024);
+	free(w);
+	free(r);
+}
+
+/*
+ * An injected failure at each step of the pipeline: the call fails with EIO
+ * and leaves the system whole: the freeze still holds (and releases) its
+ * tasks, the dm-hibsnap device writes through to its origin, the hibernation
+ * lock is free, and memory is back.
+ */
+TEST_F_TIMEOUT(slow, failure_at_each_step_rolls_back, 600)
+{
+	unsigned char *w = aligned_alloc(PAGE, PAGE), *r = aligned_alloc(PAGE, PAGE);
+	long free0, free1;
+	char num[16];
+	int step;
+
+	if (access(FAIL_STEP, W_OK))
+		SKIP(return, "no %s (CONFIG_DEBUG_FS?)", FAIL_STEP);
+	ASSERT_EQ(0, run(NULL, 0, "dmsetup mknodes hsboot"));
+	free0 = free_kb();
+	for (step = 1; step <= NR_STEPS; step++) {
+		pid_t child = sleeper();
+		int frz, fd;
+
+		ASSERT_LE(0, child);
+		frz = sys_freeze_processes(0);
+		ASSERT_LE(0, frz);
+		snprintf(num, sizeof(num), "%d", step);
+		ASSERT_EQ(0, write_str(FAIL_STEP, num));
+		errno = 0;
+		fd = sys_snapshot_kernel(0, 0);
+		ASSERT_EQ(0, write_str(FAIL_STEP, "0"));
+		EXPECT_EQ(-1, fd) TH_LOG("step %d did not fail", step);
+		EXPECT_EQ(EIO, errno) TH_LOG("step %d: %s", step, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		/* The freeze is untouched, and the device writes through. */
+		EXPECT_EQ('T', proc_state(child));
+		pattern(w, PAGE, 200 + step, 0);
+		ASSERT_EQ(0, pio(BOOT_DM, 1, w, PAGE, step * PAGE));
+		ASSERT_EQ(0, pio(BOOT_ORIGIN, 0, r, PAGE, step * PAGE));
+		EXPECT_EQ(0, memcmp(w, r, PAGE)) TH_LOG("step %d: device left in snapshot", step);
+		/* The locks are free: a snapshot works at once. */
+		fd = sys_snapshot_kernel(0, 0);
+		EXPECT_LE(0, fd) TH_LOG("step %d: next snapshot: %s", step, strerror(errno));
+		if (fd >= 0) {
+			EXPECT_LT(0, drain(fd, NULL));
+			close(fd);
+		}
+		close(frz);
+		EXPECT_NE('T', proc_state(child)) TH_LOG("step %d: child left stopped", step);
+		reap(child);
+	}
+	free1 = free_kb();
+	TH_LOG("free %ld -> %ld kB over %d failed steps", free0, free1, NR_STEPS);
+	EXPECT_LT(free0 - 4096, free1);
+	free(w);
+	free(r);
+}
+
+/* mainline: /dev/snapshot's SNAPSHOT_CREATE_IMAGE, freezer and all. */
+static int devsnapshot_create(void)
+{
+	int fd = open("/dev/snapshot", O_RDONLY | O_CLOEXEC), in_suspend = 0, err = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (ioctl(fd, SNAPSHOT_FREEZE)) {
+		err = -errno;
+	} else {
+		if (ioctl(fd, SNAPSHOT_CREATE_IMAGE, &in_suspend))
+			err = -errno;
+		else
+			ioctl(fd, SNAPSHOT_FREE);
+		ioctl(fd, SNAPSHOT_UNFREEZE);
+	}
+	close(fd);
+	return err;
+}
+
+/*
+ * The half-of-RAM case: a stopped child holds 700 MiB of non-zero anon
+ * memory in a 1 GiB VM without swap. hibsnap takes and streams the whole
+ * image; mainline /dev/snapshot cannot (its image must fit in half of RAM).
+ */
+TEST_F_TIMEOUT(slow, more_than_half_of_ram, 600)
+{
+	const size_t big = 700UL << 20;
+	struct hibsnap_geometry g;
+	unsigned long calls = 0;
+	int pipefd[2], frz, fd, mainline;
+	long total_kb = meminfo_kb("MemTotal"), bytes;
+	double t0, t_snap, t_read;
+	pid_t child;
+	char c;
+
+	if (total_kb > (1200L << 10) || meminfo_kb("SwapTotal") != 0)
+		SKIP(return, "needs a VM of about 1 GiB without swap (MemTotal %ld kB)", total_kb);
+	/* The RAM disks' pages would count as kernel memory: give them back. */
+	run(NULL, 0, "blkdiscard /dev/ram0");
+	ASSERT_EQ(0, pipe(pipefd));
+	child = fork();
+	ASSERT_LE(0, child);
+	if (child == 0) {
+		unsigned char *m = mmap(NULL, big, PROT_READ | PROT_WRITE,
+					MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+
+		if (m == MAP_FAILED)
+			_exit(1);
+		for (size_t i = 0; i < big; i += PAGE)
+			memset(m + i, 1 + (int)(i / PAGE % 255), PAGE);
+		if (write(pipefd[1], "r", 1) != 1)
+			_exit(1);
+		for (;;)
+			pause();
+	}
+	ASSERT_EQ(1, read(pipefd[0], &c, 1));
+
+	frz = sys_freeze_processes(0);
+	ASSERT_LE(0, frz);
+	t0 = now_s();
+	fd = sys_snapshot_kernel(0, 0);
+	t_snap = now_s() - t0;
+	ASSERT_LE(0, fd) TH_LOG("hibsnap: snapshot_kernel: %s", strerror(errno));
+	ASSERT_EQ(0, geometry(fd, &g));
+	t0 = now_s();
+	bytes = drain(fd, &calls);
+	t_read = now_s() - t0;
+	close(fd);
+	close(frz);
+
+	mainline = devsnapshot_create();
+	reap(child);
+
+	printf("# %-16s | %-40s | %s\n", "", "hibsnap snapshot_kernel(2)",
+	       "mainline /dev/snapshot CREATE_IMAGE");
+	printf("# %-16s | %-40s | %s\n", "700 MiB child",
+	       "ok", mainline ? strerror(-mainline) : "ok");
+	printf("# %-16s | copied %llu, streamed %llu, zero %llu pages | -\n", "image",
+	       g.copied_pages, g.streamed_pages, g.zero_pages);
+	printf("# %-16s | %ld MiB in %lu reads, %.2f s + %.2f s (TCG) | -\n", "stream",
+	       bytes >> 20, calls, t_snap, t_read);
+	EXPECT_EQ((long)g.image_bytes, bytes);
+	EXPECT_LE(big / PAGE, g.streamed_pages);
+	EXPECT_NE(0, mainline) TH_LOG("mainline /dev/snapshot made a 700 MiB image in 1 GiB");
+}
+
+TEST_HARNESS_MAIN
