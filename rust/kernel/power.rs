@@ -16,6 +16,7 @@
 //! C headers: [`include/linux/suspend.h`](srctree/include/linux/suspend.h),
 //! [`include/linux/pm.h`](srctree/include/linux/pm.h),
 //! [`include/linux/syscore_ops.h`](srctree/include/linux/syscore_ops.h),
+//! [`include/linux/swap.h`](srctree/include/linux/swap.h),
 //! [`include/linux/hibsnap.h`](srctree/include/linux/hibsnap.h)
 
 use crate::{
@@ -294,12 +295,20 @@ impl<'a> AtomicPoint<'a> {
     /// Disables interrupts and suspends syscore. On error, interrupts are enabled again.
     pub fn new(_cpus: &'a SecondaryCpusOffline<'a>) -> Result<Self> {
         // SAFETY: The secondary CPUs are offline; interrupts are enabled again in `drop` or below.
-        unsafe { bindings::local_irq_disable() };
+        // As `create_image()` does, the system state says that the system is suspending, so that
+        // the syscore callbacks may take sleeping locks with interrupts off.
+        unsafe {
+            bindings::local_irq_disable();
+            bindings::system_state = bindings::system_states_SYSTEM_SUSPEND;
+        }
         // SAFETY: Interrupts are off, as `syscore_suspend` requires.
         let ret = unsafe { bindings::syscore_suspend() };
         if let Err(e) = to_result(ret) {
-            // SAFETY: Disabled above; `syscore_suspend` undid its own work.
-            unsafe { bindings::local_irq_enable() };
+            // SAFETY: Set above; `syscore_suspend` undid its own work.
+            unsafe {
+                bindings::system_state = bindings::system_states_SYSTEM_RUNNING;
+                bindings::local_irq_enable();
+            }
             return Err(e);
         }
         Ok(AtomicPoint {
@@ -311,9 +320,10 @@ impl<'a> AtomicPoint<'a> {
 
 impl Drop for AtomicPoint<'_> {
     fn drop(&mut self) {
-        // SAFETY: Syscore was suspended and interrupts disabled in `new`.
+        // SAFETY: Syscore was suspended, the system state set and interrupts disabled in `new`.
         unsafe {
             bindings::syscore_resume();
+            bindings::system_state = bindings::system_states_SYSTEM_RUNNING;
             bindings::local_irq_enable();
         }
     }
@@ -445,6 +455,36 @@ impl Drop for LiveImage {
     fn drop(&mut self) {
         // SAFETY: `swsusp_live_begin` succeeded in `begin`; this ends the image once.
         unsafe { bindings::swsusp_live_end() };
+    }
+}
+
+/// Swap kept as it is: no swap slot is allocated and no page is written to swap, but swap-in
+/// works and nothing on swap changes (`swap_stop_writes()`). Dropping it lets swap be written
+/// again.
+pub struct SwapWritesStopped {
+    devices: usize,
+}
+
+impl SwapWritesStopped {
+    /// Stops swap writes on every swap device, at the atomic point.
+    pub fn new(_atomic: &AtomicPoint<'_>) -> Self {
+        // SAFETY: Takes only spinlocks, as the atomic point allows; undone in `drop`.
+        let devices = unsafe { bindings::swap_stop_writes() };
+        SwapWritesStopped {
+            devices: devices as usize,
+        }
+    }
+
+    /// The number of swap devices stopped.
+    pub fn devices(&self) -> usize {
+        self.devices
+    }
+}
+
+impl Drop for SwapWritesStopped {
+    fn drop(&mut self) {
+        // SAFETY: Swap writes were stopped in `new`; this resumes them once.
+        unsafe { bindings::swap_resume_writes() };
     }
 }
 

@@ -39,7 +39,8 @@
  * filesystems, suspends the devices, takes the secondary CPUs offline and,
  * with interrupts off, copies kernel memory, pins the user and page-cache
  * pages of the stopped tasks (they are read in place later) and starts the
- * snapshot of every dm-hibsnap device (writes from then on are kept apart).
+ * snapshot of every dm-hibsnap device (writes from then on are kept apart)
+ * and stops swap writes (what swap holds stays valid; swap-in works).
  * Devices and CPUs are then resumed and a new file descriptor (O_CLOEXEC,
  * read-only, not seekable) to the image is returned:
  *
@@ -50,13 +51,16 @@
  *		 has no data, then one page of data per other PFN, in order),
  *		 so the kernel's own loader (/dev/snapshot write() and
  *		 SNAPSHOT_ATOMIC_RESTORE) restores it. Reads of any size are
- *		 served, many pages per call. Returns 0 at the end.
+ *		 served, many pages per call. Returns 0 at the end, and fails
+ *		 with ESTALE once the freeze has been released (the tasks it
+ *		 stopped may have changed the pages read in place).
  *	ioctl(HIBSNAP_IOC_GEOMETRY) fills struct hibsnap_geometry.
  *	poll()	 always readable.
  *	lseek(), pread()  fail with ESPIPE.
- *	close()	 (of the last reference) ends the image: the pins are
- *		 dropped and the writes kept apart by dm-hibsnap are merged
- *		 back, so nothing written meanwhile is lost.
+ *	close()	 (of the last reference) ends the image: the writes kept
+ *		 apart by dm-hibsnap are merged back, so nothing written
+ *		 meanwhile is lost, swap takes writes again, and the pins are
+ *		 dropped.
  *
  * When the image is restored later, control comes back from the same call
  * in the restored system: it returns a file descriptor again, whose geometry

@@ -335,6 +335,11 @@ pub(crate) fn freeze_processes(flags: u32, timeout_ms: u32) -> Result<u32> {
     }? Error))
 }
 
+/// Whether a freeze is held.
+pub(crate) fn is_held() -> bool {
+    HELD.load(ordering::Acquire)
+}
+
 /// Whether the calling process holds the freeze.
 pub(crate) fn held_by_current() -> bool {
     HELD.load(ordering::Acquire) && OWNER.load(ordering::Relaxed) == current!().tgid()

@@ -8,6 +8,10 @@
 //! merged back (nothing written meanwhile is lost), then the pins on the streamed pages are
 //! dropped and the image's memory freed.
 
+use crate::{
+    freeze,
+    snapshot::Kept, //
+};
 use kernel::{
     anon_inode::{
         self,
@@ -18,7 +22,6 @@ use kernel::{
     new_mutex,
     page::PAGE_SIZE,
     power::{
-        BlockSnapshot,
         Geometry,
         LiveImage, //
     },
@@ -46,8 +49,9 @@ struct Stream {
 /// The object behind an image file descriptor.
 #[pin_data]
 pub(crate) struct Image {
-    /// Dropped first: the block devices are merged back before the pins go.
-    block: Option<BlockSnapshot>,
+    /// Dropped first: the block devices are merged back and swap written again before the pins
+    /// go.
+    kept: Option<Kept>,
     /// The image, `None` in a restored system (where it has already been released).
     #[pin]
     stream: Mutex<Option<Stream>>,
@@ -56,11 +60,11 @@ pub(crate) struct Image {
 }
 
 impl Image {
-    /// The object for an image just taken (`image` and its block-device snapshot), or, without
-    /// `image`, for a system just restored from it.
+    /// The object for an image just taken (`image`, and what stays frozen while it is open), or,
+    /// without `image`, for a system just restored from it.
     pub(crate) fn new(
         image: Option<LiveImage>,
-        block: Option<BlockSnapshot>,
+        kept: Option<Kept>,
         geometry: Geometry,
     ) -> impl PinInit<Self, Error> {
         let resumed = image.is_none();
@@ -70,7 +74,7 @@ impl Image {
             ended: false,
         });
         try_pin_init!(Image {
-            block,
+            kept,
             stream <- new_mutex!(stream),
             geometry,
             resumed,
@@ -140,6 +144,11 @@ impl AnonInodeFile for Image {
     const NAME: &'static CStr = c"[hibsnap-image]";
 
     fn read(&self, dest: &mut IovIterDest<'_>) -> Result<usize> {
+        // Once the freeze is released the stopped tasks run again, and may change the pages the
+        // stream reads in place.
+        if !self.resumed && !freeze::is_held() {
+            return Err(ESTALE);
+        }
         let mut stream = self.stream.lock();
         match &mut *stream {
             Some(stream) => stream.read(dest),

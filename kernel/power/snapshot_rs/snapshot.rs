@@ -13,6 +13,7 @@
 //! 5. the atomic point: interrupts off, syscore suspended; the pages of the tasks that run on
 //!    are marked to be copied, kernel memory is copied, user and page-cache pages of stopped
 //!    tasks are pinned to be read in place, and the dm-hibsnap snapshot starts;
+//!    Swap writes stop too: the image references what swap holds;
 //! 6. CPUs and devices resumed (`PMSG_THAW`, or `PMSG_RESTORE` in a restored kernel), the
 //!    unused reserve freed;
 //! 7. the image handed to userspace as a file descriptor ([`Image`]).
@@ -42,6 +43,7 @@ use kernel::{
         Resume,
         SecondaryCpusOffline,
         Snapshot,
+        SwapWritesStopped,
         SystemSleepLock, //
     },
     prelude::*,
@@ -71,7 +73,8 @@ pub(crate) enum Step {
     Atomic = 7,
     Copy = 8,
     BlockSnapshot = 9,
-    Install = 10,
+    Swap = 10,
+    Install = 11,
 }
 
 impl Step {
@@ -106,13 +109,20 @@ fn keep_running_tasks(image: &LiveImage, atomic: &AtomicPoint<'_>) -> Result {
     Ok(())
 }
 
-/// Steps 3 to 6: quiesce, rendezvous, take the image at the atomic point, resume. Returns the
-/// block-device snapshot too when the image was taken (not in a restored kernel).
+/// What the atomic point leaves in place for the life of the image: the block-device snapshot
+/// and swap kept as it is.
+pub(crate) struct Kept {
+    pub(crate) block: BlockSnapshot,
+    pub(crate) swap: SwapWritesStopped,
+}
+
+/// Steps 3 to 6: quiesce, rendezvous, take the image at the atomic point, resume. Returns what
+/// must stay in place while the image is open when it was taken (not in a restored kernel).
 fn take(
     image: &mut LiveImage,
     sleep: &SystemSleepLock,
     fail_step: u32,
-) -> Result<(Snapshot, Option<BlockSnapshot>)> {
+) -> Result<(Snapshot, Option<Kept>)> {
     Step::Prepare.enter(fail_step)?;
     let prepared = DevicesPrepared::new(sleep)?;
     Step::Suspend.enter(fail_step)?;
@@ -126,10 +136,15 @@ fn take(
     keep_running_tasks(image, &atomic)?;
     Step::Copy.enter(fail_step)?;
     let outcome = image.snapshot(&atomic)?;
-    let block = match outcome {
+    let kept = match outcome {
         Snapshot::Taken => {
+            // Nothing may fail once the block snapshot has started: ending it sleeps, and
+            // interrupts are off until `atomic` is dropped.
             Step::BlockSnapshot.enter(fail_step)?;
-            Some(BlockSnapshot::start(&atomic)?)
+            Step::Swap.enter(fail_step)?;
+            let block = BlockSnapshot::start(&atomic)?;
+            let swap = SwapWritesStopped::new(&atomic);
+            Some(Kept { block, swap })
         }
         Snapshot::Restored => None,
     };
@@ -142,7 +157,7 @@ fn take(
     quiesced.finish(how);
     suspended.finish(how);
     prepared.finish(how);
-    Ok((outcome, block))
+    Ok((outcome, kept))
 }
 
 /// `snapshot_kernel(2)`: returns the file descriptor of the image.
@@ -160,19 +175,22 @@ pub(crate) fn snapshot_kernel(overhead_pages: usize, flags: u32, fail_step: u32)
     let mut image = LiveImage::begin(lock, overhead_pages)?;
     Step::Sync.enter(fail_step)?;
     power::sync_filesystems();
-    let (outcome, block) = take(&mut image, &sleep, fail_step)?;
+    let (outcome, kept) = take(&mut image, &sleep, fail_step)?;
     drop(sleep);
     let file = match outcome {
         Snapshot::Taken => {
             let freed = image.release_unused();
             let geometry = image.geometry();
-            pr_debug!(
-                "snapshot: {:?}, {} reserve pages freed, {} block devices\n",
-                geometry,
-                freed,
-                block.as_ref().map_or(0, BlockSnapshot::devices)
-            );
-            Image::new(Some(image), block, geometry)
+            if let Some(kept) = &kept {
+                pr_debug!(
+                    "snapshot: {:?}, {} reserve pages freed, {} block devices, {} swap devices\n",
+                    geometry,
+                    freed,
+                    kept.block.devices(),
+                    kept.swap.devices()
+                );
+            }
+            Image::new(Some(image), kept, geometry)
         }
         Snapshot::Restored => {
             // The pins and pages of the image are those of the kernel that took it: drop them.

@@ -132,4 +132,22 @@ static inline int pio(const char *path, int write, void *buf, size_t len, off_t 
 	return n == (ssize_t)len ? 0 : -1;
 }
 
+/* VmSwap of @pid in kB, or -1. */
+static inline long vm_swap_kb(pid_t pid)
+{
+	char path[64], line[256];
+	long kb = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", pid);
+	f = fopen(path, "re");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, "VmSwap:", 7))
+			kb = strtol(line + 7, NULL, 10);
+	fclose(f);
+	return kb;
+}
+
 #endif /* __HIBSNAP_UTIL_H */
