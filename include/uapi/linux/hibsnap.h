@@ -38,7 +38,9 @@
  * atomic point, for the caller's use while it writes the image), syncs the
  * filesystems, suspends the devices, takes the secondary CPUs offline and,
  * with interrupts off, copies kernel memory, pins the user and page-cache
- * pages of the stopped tasks (they are read in place later) and starts the
+ * pages of the stopped tasks (they are read in place later; the files of
+ * such page-cache pages cannot be opened for writing, ETXTBSY, until the
+ * image ends) and starts the
  * snapshot of every dm-hibsnap device (writes from then on are kept apart)
  * and stops swap writes (what swap holds stays valid; swap-in works).
  * Devices and CPUs are then resumed and a new file descriptor (O_CLOEXEC,

@@ -471,12 +471,16 @@ TEST_F_TIMEOUT(slow, image_contents_and_geometry, 300)
 	if (child == 0) {
 		unsigned char *a = mmap(NULL, 2 * PAGE, PROT_READ | PROT_WRITE,
 					MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-		unsigned char *f = mmap(NULL, PAGE, PROT_READ, MAP_SHARED, ffd, 0);
+		/* Mapped from a read-only open: nobody can write the file. */
+		int rfd = open("/mnt/file", O_RDONLY | O_CLOEXEC);
+		unsigned char *f = mmap(NULL, PAGE, PROT_READ, MAP_SHARED, rfd, 0);
 		unsigned long p[3];
 
 		pattern(a, PAGE, 1, 0);
 		memset(a + PAGE, 1, PAGE);
 		memset(a + PAGE, 0, PAGE);
+		close(ffd);
+		close(rfd);
 		p[0] = pfn_of(a);
 		p[1] = pfn_of(a + PAGE);
 		p[2] = f[0] == f[1] ? 0 : pfn_of(f);
@@ -486,6 +490,8 @@ TEST_F_TIMEOUT(slow, image_contents_and_geometry, 300)
 			pause();
 	}
 	ASSERT_EQ((ssize_t)sizeof(pfns), read(pipefd[0], pfns, sizeof(pfns)));
+	/* Nobody has the file open for writing: its page is read in place. */
+	close(ffd);
 	ASSERT_NE(0UL, pfns[0]);
 	ASSERT_NE(0UL, pfns[1]);
 	ASSERT_NE(0UL, pfns[2]);
@@ -518,12 +524,23 @@ TEST_F_TIMEOUT(slow, image_contents_and_geometry, 300)
 	/* Written right after the atomic point: the stream has the old contents. */
 	pattern(mine, PAGE, 5, 0);
 	ASSERT_LE(0, fd) TH_LOG("snapshot_kernel: %s", strerror(errno));
+	/* Its file cannot be written while the image is open... */
+	errno = 0;
+	ffd = open("/mnt/file", O_WRONLY | O_CLOEXEC);
+	EXPECT_EQ(-1, ffd);
+	EXPECT_EQ(ETXTBSY, errno);
+	if (ffd >= 0)
+		close(ffd);
 	ASSERT_EQ(0, geometry(fd, &g));
 	ASSERT_EQ(0, read_stream(fd, &s));
 	close(fd);
 	close(frz);
 	reap(child);
-	close(ffd);
+	/* ... and can again once it is closed. */
+	ffd = open("/mnt/file", O_WRONLY | O_CLOEXEC);
+	EXPECT_LE(0, ffd);
+	if (ffd >= 0)
+		close(ffd);
 	umount("/mnt");
 
 	TH_LOG("geometry: copied %llu, streamed %llu, zero %llu, meta %llu pages",
