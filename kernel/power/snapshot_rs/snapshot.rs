@@ -61,7 +61,7 @@ fn check_flags(flags: u32) -> Result {
 }
 
 /// The steps of the pipeline, in order, as the `fail_step` parameter numbers them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u32)]
 pub(crate) enum Step {
     Reserve = 1,
@@ -116,13 +116,16 @@ pub(crate) struct Kept {
     pub(crate) swap: SwapWritesStopped,
 }
 
-/// Steps 3 to 6: quiesce, rendezvous, take the image at the atomic point, resume. Returns what
-/// must stay in place while the image is open when it was taken (not in a restored kernel).
-fn take(
-    image: &mut LiveImage,
-    sleep: &SystemSleepLock,
-    fail_step: u32,
-) -> Result<(Snapshot, Option<Kept>)> {
+/// How [`take`] came back.
+enum Outcome {
+    /// The image was taken; what must stay in place while it is open.
+    Taken(Kept),
+    /// Control came back in a kernel restored from the image.
+    Restored,
+}
+
+/// Steps 3 to 6: quiesce, rendezvous, take the image at the atomic point, resume.
+fn take(image: &mut LiveImage, sleep: &SystemSleepLock, fail_step: u32) -> Result<Outcome> {
     Step::Prepare.enter(fail_step)?;
     let prepared = DevicesPrepared::new(sleep)?;
     Step::Suspend.enter(fail_step)?;
@@ -135,8 +138,7 @@ fn take(
     let atomic = AtomicPoint::new(&cpus)?;
     keep_running_tasks(image, &atomic)?;
     Step::Copy.enter(fail_step)?;
-    let outcome = image.snapshot(&atomic)?;
-    let kept = match outcome {
+    let outcome = match image.snapshot(&atomic)? {
         Snapshot::Taken => {
             // Nothing may fail once the block snapshot has started: ending it sleeps, and
             // interrupts are off until `atomic` is dropped.
@@ -144,20 +146,20 @@ fn take(
             Step::Swap.enter(fail_step)?;
             let block = BlockSnapshot::start(&atomic)?;
             let swap = SwapWritesStopped::new(&atomic);
-            Some(Kept { block, swap })
+            Outcome::Taken(Kept { block, swap })
         }
-        Snapshot::Restored => None,
+        Snapshot::Restored => Outcome::Restored,
     };
     let how = match outcome {
-        Snapshot::Taken => Resume::Thaw,
-        Snapshot::Restored => Resume::Restore,
+        Outcome::Taken(_) => Resume::Thaw,
+        Outcome::Restored => Resume::Restore,
     };
     drop(atomic);
     drop(cpus);
     quiesced.finish(how);
     suspended.finish(how);
     prepared.finish(how);
-    Ok((outcome, kept))
+    Ok(outcome)
 }
 
 /// `snapshot_kernel(2)`: returns the file descriptor of the image.
@@ -175,24 +177,22 @@ pub(crate) fn snapshot_kernel(overhead_pages: usize, flags: u32, fail_step: u32)
     let mut image = LiveImage::begin(lock, overhead_pages)?;
     Step::Sync.enter(fail_step)?;
     power::sync_filesystems();
-    let (outcome, kept) = take(&mut image, &sleep, fail_step)?;
+    let outcome = take(&mut image, &sleep, fail_step)?;
     drop(sleep);
     let file = match outcome {
-        Snapshot::Taken => {
+        Outcome::Taken(kept) => {
             let freed = image.release_unused();
             let geometry = image.geometry();
-            if let Some(kept) = &kept {
-                pr_debug!(
-                    "snapshot: {:?}, {} reserve pages freed, {} block devices, {} swap devices\n",
-                    geometry,
-                    freed,
-                    kept.block.devices(),
-                    kept.swap.devices()
-                );
-            }
-            Image::new(Some(image), kept, geometry)
+            pr_debug!(
+                "snapshot: {:?}, {} reserve pages freed, {} block devices, {} swap devices\n",
+                geometry,
+                freed,
+                kept.block.devices(),
+                kept.swap.devices()
+            );
+            Image::new(Some(image), Some(kept), geometry)
         }
-        Snapshot::Restored => {
+        Outcome::Restored => {
             // The pins and pages of the image are those of the kernel that took it: drop them.
             drop(image);
             Image::new(None, None, Geometry::default())

@@ -312,6 +312,16 @@ static int devsnapshot_create(void)
 	return err;
 }
 
+/* Makes a new ext4 on the boot dm-hibsnap device and mounts it on /mnt. */
+static int mount_fresh_ext4(void)
+{
+	if (run(NULL, 0, "dmsetup mknodes hsboot") ||
+	    run(NULL, 0, "/usr/sbin/mke2fs -q -F -t ext4 -b 4096 " BOOT_DM))
+		return -1;
+	mkdir("/mnt", 0755);
+	return mount(BOOT_DM, "/mnt", "ext4", 0, NULL);
+}
+
 /* Only for TEST_F_TIMEOUT(): the long tests need more than the default 30 s. */
 FIXTURE(slow) {
 	int unused;
@@ -455,10 +465,7 @@ TEST_F_TIMEOUT(slow, image_contents_and_geometry, 300)
 	pid_t child;
 
 	ASSERT_NE(NULL, t);
-	ASSERT_EQ(0, run(NULL, 0, "dmsetup mknodes hsboot"));
-	ASSERT_EQ(0, run(NULL, 0, "/usr/sbin/mke2fs -q -F -t ext4 -b 4096 " BOOT_DM));
-	mkdir("/mnt", 0755);
-	ASSERT_EQ(0, mount(BOOT_DM, "/mnt", "ext4", 0, NULL));
+	ASSERT_EQ(0, mount_fresh_ext4());
 	ffd = open("/mnt/file", O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	ASSERT_LE(0, ffd);
 	pattern(t[2].expect, PAGE, 3, 0);
@@ -663,10 +670,7 @@ TEST_F_TIMEOUT(slow, file_written_while_open_is_on_disk, 300)
 
 	ASSERT_NE(NULL, w);
 	ASSERT_NE(NULL, r);
-	ASSERT_EQ(0, run(NULL, 0, "dmsetup mknodes hsboot"));
-	ASSERT_EQ(0, run(NULL, 0, "/usr/sbin/mke2fs -q -F -t ext4 -b 4096 " BOOT_DM));
-	mkdir("/mnt", 0755);
-	ASSERT_EQ(0, mount(BOOT_DM, "/mnt", "ext4", 0, NULL));
+	ASSERT_EQ(0, mount_fresh_ext4());
 	frz = sys_freeze_processes(0);
 	ASSERT_LE(0, frz);
 	fd = sys_snapshot_kernel(0, 0);
