@@ -81,6 +81,12 @@ deb $MIRROR trixie-updates main
 deb http://deb.debian.org/debian-security trixie-security main
 deb $MIRROR trixie-backports main
 SRC
+	# snapshot.debian.org serves old archive states (the pinned versions after
+	# the archive moved on); their Release files are expired by design.
+	case $MIRROR in
+	*snapshot.debian.org*)
+		echo 'Acquire::Check-Valid-Until "false";' >"$tmp/etc/apt/apt.conf.d/99hibsnap-snapshot" ;;
+	esac
 	specs=()
 	while read -r line suite; do
 		case "$line" in ''|'#'*) continue ;; esac
@@ -102,7 +108,7 @@ SRC
 	in_chroot apt-get update -qq || die "apt-get update in the chroot failed"
 	in_chroot env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 		--no-install-recommends "${specs[@]}" >"$HIBSNAP_CACHE/apt.log" 2>&1 \
-		|| { tail -20 "$HIBSNAP_CACHE/apt.log" >&2; die "package install failed (a pinned version gone from the mirror? see $HIBSNAP_CACHE/apt.log)"; }
+		|| { tail -20 "$HIBSNAP_CACHE/apt.log" >&2; die "package install failed, see $HIBSNAP_CACHE/apt.log. A pinned version gone from the mirror? Bump it in harness/packages.pin, or set HIBSNAP_MIRROR to a snapshot.debian.org archive state (README)"; }
 	in_chroot apt-get clean
 	in_chroot dpkg-query -W >"$tmp/.hibsnap-versions"
 	chroot_umount "$tmp"

@@ -167,7 +167,11 @@ impl<T: AnonInodeFile> FileVTable<T> {
 /// # Examples
 ///
 /// ```
-/// use kernel::{anon_inode::{self, AnonInodeFile}, prelude::*};
+/// use kernel::{
+///     anon_inode::{self, AnonInodeFile},
+///     fs::{file::flags, LocalFile},
+///     prelude::*, //
+/// };
 ///
 /// #[pin_data]
 /// struct Handle {
@@ -177,10 +181,16 @@ impl<T: AnonInodeFile> FileVTable<T> {
 /// impl AnonInodeFile for Handle {
 ///     const NAME: &'static CStr = c"[example]";
 /// }
-/// # // Kernel threads have no file table to install into, so only show the call.
-/// # fn install() -> Result<u32> {
-/// anon_inode::install_fd(try_pin_init!(Handle { id: 1 }? Error))
-/// # }
+///
+/// let fd = anon_inode::install_fd(try_pin_init!(Handle { id: 1 }? Error))?;
+/// // The descriptor refers to a new read-only file.
+/// let file = LocalFile::fget(fd)?;
+/// assert_eq!(file.flags() & flags::O_ACCMODE, flags::O_RDONLY);
+/// # drop(file);
+/// # // The test runs in a kernel thread: give its file table the descriptor back.
+/// # // SAFETY: `fd` was installed above, in this thread's table, and nothing else uses it.
+/// # assert_eq!(unsafe { kernel::bindings::close_fd(fd) }, 0);
+/// # Ok::<(), Error>(())
 /// ```
 pub fn install_fd<T: AnonInodeFile>(init: impl PinInit<T, Error>) -> Result<u32> {
     let reservation = FileDescriptorReservation::get_unused_fd_flags(flags::O_CLOEXEC)?;

@@ -383,30 +383,4 @@ mod tests {
         let me = current!();
         assert_eq!(exempt.classify(me), Class::Kernel);
     }
-
-    #[test]
-    fn caller_and_tracer_are_exempt() {
-        let me = current!();
-        // KUnit runs in a kernel thread, which nobody traces.
-        let exempt = Exempt::of_current();
-        assert_eq!(exempt.caller, me.tgid());
-        assert_eq!(exempt.tracer, None);
-    }
-
-    #[test]
-    fn empty_stop_set_walk_finds_only_targets() -> Result {
-        // No caller and no tracer: every userspace group is a target. Whatever the walk finds
-        // must be userspace, and nothing has been stopped by it.
-        let exempt = Exempt {
-            caller: -1,
-            tracer: None,
-        };
-        let set = StopSet::new();
-        let walk = set.walk(&exempt);
-        for leader in &walk.new {
-            assert!(!leader.is_kernel_thread());
-        }
-        assert!(set.stopped.is_empty());
-        Ok(())
-    }
 }

@@ -54,6 +54,8 @@ impl Bio {
     }
 
     /// Returns the raw pointer, for the abstractions of the layers that lend bios.
+    // Only device-mapper's abstraction lends bios so far, and only when it is built in.
+    #[cfg(CONFIG_BLK_DEV_DM = "y")]
     pub(crate) fn as_raw(&self) -> *mut bindings::bio {
         self.raw()
     }
@@ -122,6 +124,7 @@ impl Bio {
     ///
     /// Only for a target that handled the request itself, from its map function; the request is
     /// not to be touched afterwards.
+    #[cfg(CONFIG_BLK_DEV_DM = "y")]
     pub(crate) fn end(&mut self, result: crate::error::Result) {
         if let Err(e) = result {
             // SAFETY: The bio is valid and ours by the type invariants.

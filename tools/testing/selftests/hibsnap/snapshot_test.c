@@ -592,7 +592,7 @@ TEST_F_TIMEOUT(slow, image_contents_and_geometry, 300)
  * the image is open reaches its origin only when the image is closed, and
  * memory comes back.
  */
-TEST_F_TIMEOUT(slow, abort_restores_everything, 600)
+TEST_F_TIMEOUT(slow, abort_restores_everything, 300)
 {
 	unsigned char *w = aligned_alloc(PAGE, PAGE), *r = aligned_alloc(PAGE, PAGE);
 	unsigned long *counter = mmap(NULL, PAGE, PROT_READ | PROT_WRITE,
@@ -710,7 +710,7 @@ TEST_F_TIMEOUT(slow, mainline_snapshot_dev_still_works, 300)
  * tasks, the dm-hibsnap device writes through to its origin, the hibernation
  * lock is free, and memory is back.
  */
-TEST_F_TIMEOUT(slow, failure_at_each_step_rolls_back, 600)
+TEST_F_TIMEOUT(slow, failure_at_each_step_rolls_back, 300)
 {
 	unsigned char *w = aligned_alloc(PAGE, PAGE), *r = aligned_alloc(PAGE, PAGE);
 	long free0, free1;
@@ -839,7 +839,7 @@ TEST_F_TIMEOUT(slow, swap_kept_while_open, 300)
  * memory in a 1 GiB VM without swap. hibsnap takes and streams the whole
  * image; mainline /dev/snapshot cannot (its image must fit in half of RAM).
  */
-TEST_F_TIMEOUT(slow, more_than_half_of_ram, 600)
+TEST_F_TIMEOUT(slow, more_than_half_of_ram, 300)
 {
 	const size_t big = 700UL << 20;
 	struct hibsnap_geometry g;
