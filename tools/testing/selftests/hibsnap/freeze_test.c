@@ -543,21 +543,12 @@ static void run_pidns_init(void *arg)
 /* The pid of @pid in its innermost namespace (the last field of NSpid), or -1. */
 static pid_t innermost_pid(pid_t pid)
 {
-	char path[64], line[256], *last;
-	pid_t inner = -1;
-	FILE *f;
+	char value[128], *last;
 
-	snprintf(path, sizeof(path), "/proc/%d/status", pid);
-	f = fopen(path, "re");
-	if (!f)
+	if (proc_status(pid, "NSpid:", value, sizeof(value)))
 		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (!strncmp(line, "NSpid:", 6)) {
-			last = strrchr(line, '\t');
-			inner = last ? atoi(last + 1) : -1;
-		}
-	fclose(f);
-	return inner;
+	last = strrchr(value, '\t');
+	return last ? atoi(last + 1) : -1;
 }
 
 /* A container's init and its child are stopped and continued like any process. */

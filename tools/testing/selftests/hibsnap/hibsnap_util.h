@@ -132,22 +132,39 @@ static inline int pio(const char *path, int write, void *buf, size_t len, off_t 
 	return n == (ssize_t)len ? 0 : -1;
 }
 
-/* VmSwap of @pid in kB, or -1. */
-static inline long vm_swap_kb(pid_t pid)
+/*
+ * The rest of the line of /proc/@pid/status that starts with @key ("VmSwap:",
+ * "NSpid:"), in @buf; 0, or -1 if there is none.
+ */
+static inline int proc_status(pid_t pid, const char *key, char *buf, size_t len)
 {
 	char path[64], line[256];
-	long kb = -1;
+	size_t klen = strlen(key);
+	int found = -1;
 	FILE *f;
 
 	snprintf(path, sizeof(path), "/proc/%d/status", pid);
 	f = fopen(path, "re");
 	if (!f)
 		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (!strncmp(line, "VmSwap:", 7))
-			kb = strtol(line + 7, NULL, 10);
+	while (found && fgets(line, sizeof(line), f))
+		if (!strncmp(line, key, klen)) {
+			size_t n = strnlen(line + klen, len - 1);
+
+			memcpy(buf, line + klen, n);
+			buf[n] = 0;
+			found = 0;
+		}
 	fclose(f);
-	return kb;
+	return found;
+}
+
+/* VmSwap of @pid in kB, or -1. */
+static inline long vm_swap_kb(pid_t pid)
+{
+	char value[64];
+
+	return proc_status(pid, "VmSwap:", value, sizeof(value)) ? -1 : strtol(value, NULL, 10);
 }
 
 #endif /* __HIBSNAP_UTIL_H */
