@@ -4,13 +4,14 @@
  * proving that the stream of snapshot_kernel(2) is a real image:
  *
  *   hibsnap_roundtrip save IMAGE_DEV SWAP_DEV
- *	turns swap on, starts a child holding a pattern (part of it paged out
- *	to swap) and a counter process, freezes, takes the image, writes it
- *	raw to IMAGE_DEV (a header sector, then the stream from 4 KiB) and
- *	powers off. When the image is restored, the call returns again: the
- *	rest of the TAP output (the system resumed, the counter runs on, the
- *	pattern and the swapped-out pages read back) comes from the restored
- *	system.
+ *	turns swap on, starts a child holding a 16 MiB pattern (half of it
+ *	paged out to swap), a child holding a 700 MiB pattern (all of it in
+ *	RAM: most of a 1 GiB machine is user memory) and a counter process,
+ *	freezes, takes the image, writes it raw to IMAGE_DEV (a header sector,
+ *	then the stream from 4 KiB) and powers off. When the image is
+ *	restored, the call returns again: the rest of the TAP output (the
+ *	system resumed, the counter runs on, both patterns and the swapped-out
+ *	pages read back) comes from the restored system.
  *
  *   hibsnap_roundtrip load IMAGE_DEV
  *	feeds the stream to the kernel's own loader: /dev/snapshot write(),
@@ -41,8 +42,10 @@
 #define PAGE 4096UL
 #define CHUNK (4UL << 20)
 #define HDR_MAGIC "HIBSNAP-ROUNDTRIP-IMAGE1"
-#define PATTERN_MB 16UL
-#define NR_TESTS 8
+/* A small pattern half paged out to swap, and a large one that is all in RAM. */
+#define SWAPPED_MB 16UL
+#define LARGE_MB 700UL
+#define NR_TESTS 10
 
 struct header {
 	char magic[32];
@@ -64,14 +67,23 @@ static void result(int ok, const char *fmt, ...)
 	fflush(stdout);
 }
 
+/* A child holding a pattern of @mb MiB, and the pipes to talk to it. */
+struct pattern {
+	size_t mb;
+	int pageout;		/* page half of it out to swap */
+	unsigned int seed;
+	pid_t pid;
+	int ready[2], go[2], verdict[2];
+};
+
 /*
- * The child holding the pattern: fills PATTERN_MB MiB, pages half of it out
- * to swap, then, when a byte arrives on @go, checks all of it and writes the
- * verdict to @out.
+ * The child holding the pattern: fills it, pages half of it out to swap if
+ * asked to, then, when a byte arrives on go, checks all of it and writes the
+ * verdict.
  */
-static void pattern_child(int ready, int go, int out)
+static void pattern_child(struct pattern *p)
 {
-	size_t len = PATTERN_MB << 20;
+	size_t len = p->mb << 20;
 	unsigned char *m = mmap(NULL, len, PROT_READ | PROT_WRITE,
 				MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	unsigned char *want = malloc(PAGE);
@@ -81,23 +93,38 @@ static void pattern_child(int ready, int go, int out)
 	if (m == MAP_FAILED || !want)
 		_exit(1);
 	for (off = 0; off < len; off += PAGE)
-		pattern(m + off, PAGE, 7, off);
-	if (madvise(m, len / 2, MADV_PAGEOUT))
+		pattern(m + off, PAGE, p->seed, off);
+	if (p->pageout && madvise(m, len / 2, MADV_PAGEOUT))
 		printf("# madvise(MADV_PAGEOUT): %s\n", strerror(errno));
-	if (write(ready, "r", 1) != 1)
+	if (write(p->ready[1], "r", 1) != 1)
 		_exit(1);
-	if (read(go, &verdict, 1) != 1)
+	if (read(p->go[0], &verdict, 1) != 1)
 		_exit(1);
 	verdict = 'y';
 	for (off = 0; off < len; off += PAGE) {
-		pattern(want, PAGE, 7, off);
+		pattern(want, PAGE, p->seed, off);
 		if (memcmp(m + off, want, PAGE))
 			verdict = 'n';
 	}
-	if (write(out, &verdict, 1) != 1)
+	if (write(p->verdict[1], &verdict, 1) != 1)
 		_exit(1);
 	for (;;)
 		pause();
+}
+
+/* Starts the child of @p and waits until its pattern is in place. */
+static int start_pattern(struct pattern *p)
+{
+	char c;
+
+	if (pipe(p->ready) || pipe(p->go) || pipe(p->verdict))
+		return -1;
+	p->pid = fork();
+	if (p->pid == 0)
+		pattern_child(p);
+	if (p->pid < 0 || read(p->ready[0], &c, 1) != 1)
+		return -1;
+	return 0;
 }
 
 /* Whether @fd becomes readable within @seconds. */
@@ -116,6 +143,21 @@ static void run_log_wchan(pid_t pid)
 	run(out, sizeof(out), "cat /proc/%d/wchan /proc/%d/status | grep -E 'State|^[a-z_]'",
 	    pid, pid);
 	printf("# %s\n", out);
+}
+
+/* Asks the child of @p to check its pattern: whether all of it is intact. */
+static int check_pattern(struct pattern *p)
+{
+	char c;
+
+	if (write(p->go[1], "g", 1) != 1)
+		return 0;
+	if (!readable_within(p->verdict[0], 120)) {
+		printf("# pattern child %d stuck: state %c\n", p->pid, proc_state(p->pid));
+		run_log_wchan(p->pid);
+		return 0;
+	}
+	return read(p->verdict[0], &c, 1) == 1 && c == 'y';
 }
 
 static int write_all(int fd, const void *buf, size_t len)
@@ -162,15 +204,17 @@ static int save(const char *image_dev, const char *swap_dev)
 {
 	unsigned long *counter = mmap(NULL, PAGE, PROT_READ | PROT_WRITE,
 				      MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	int ready[2], go[2], verdict[2], frz, fd, dev, answered;
+	struct pattern small = { .mb = SWAPPED_MB, .pageout = 1, .seed = 7 };
+	struct pattern large = { .mb = LARGE_MB, .pageout = 0, .seed = 11 };
 	struct hibsnap_geometry g;
 	struct header hdr = { HDR_MAGIC, 0 };
 	unsigned long before;
-	pid_t pat, cnt;
-	long swapped;
+	long swapped, rss, total;
+	int frz, fd, dev;
 	double deadline;
-	char *buf, c;
+	char *buf, rss_s[64];
 	ssize_t n;
+	pid_t cnt;
 
 	printf("TAP version 13\n1..%d\n", NR_TESTS);
 	fflush(stdout);
@@ -178,20 +222,23 @@ static int save(const char *image_dev, const char *swap_dev)
 		result(0, "swap on %s", swap_dev);
 		return 1;
 	}
-	if (counter == MAP_FAILED || pipe(ready) || pipe(go) || pipe(verdict))
+	if (counter == MAP_FAILED || start_pattern(&small) || start_pattern(&large))
 		return 1;
-	pat = fork();
-	if (pat == 0)
-		pattern_child(ready[1], go[0], verdict[1]);
 	cnt = fork();
 	if (cnt == 0) {
 		for (;;)
 			__atomic_fetch_add(counter, 1, __ATOMIC_RELAXED);
 	}
-	if (pat < 0 || cnt < 0 || read(ready[0], &c, 1) != 1)
+	if (cnt < 0)
 		return 1;
-	swapped = vm_swap_kb(pat);
+	swapped = vm_swap_kb(small.pid);
 	result(swapped > 0, "pattern child has %ld kB in swap", swapped);
+	/* The large image: most of RAM is user memory, none of it in swap. */
+	rss = proc_status(large.pid, "VmRSS:", rss_s, sizeof(rss_s)) ? -1 : strtol(rss_s, NULL, 10);
+	total = meminfo_kb("MemTotal");
+	result(rss >= (long)(LARGE_MB << 10) * 95 / 100 && vm_swap_kb(large.pid) == 0,
+	       "large pattern child: %ld kB resident (%ld%% of MemTotal), none in swap",
+	       rss, total > 0 ? rss * 100 / total : -1);
 
 	frz = sys_freeze_processes(0);
 	if (frz < 0) {
@@ -233,7 +280,7 @@ static int save(const char *image_dev, const char *swap_dev)
 	}
 
 	/*
-	 * The restored system: the same call returned again. Test 2 (the image
+	 * The restored system: the same call returned again. Test 3 (the image
 	 * written) ran after the atomic point, in the first boot only.
 	 */
 	nr++;
@@ -246,23 +293,20 @@ static int save(const char *image_dev, const char *swap_dev)
 		;
 	result(__atomic_load_n(counter, __ATOMIC_RELAXED) != before,
 	       "counter process runs on from %lu", before);
-	if (write(go[1], "g", 1) != 1)
-		return 1;
-	answered = readable_within(verdict[0], 120);
-	if (!answered) {
-		printf("# pattern child stuck: state %c\n", proc_state(pat));
-		run_log_wchan(pat);
-	}
-	result(answered && read(verdict[0], &c, 1) == 1 && c == 'y',
+	result(check_pattern(&small),
 	       "pattern child's %lu MiB intact, the swapped-out half read back from swap",
-	       PATTERN_MB);
-	result(vm_swap_kb(pat) < swapped, "swap-in happened: VmSwap %ld -> %ld kB",
-	       swapped, vm_swap_kb(pat));
+	       SWAPPED_MB);
+	result(check_pattern(&large), "large pattern child's %lu MiB intact, all from the image",
+	       LARGE_MB);
+	result(vm_swap_kb(small.pid) < swapped, "swap-in happened: VmSwap %ld -> %ld kB",
+	       swapped, vm_swap_kb(small.pid));
 	result(run(NULL, 0, "swapoff %s", swap_dev) == 0, "swap still valid: swapoff %s",
 	       swap_dev);
-	kill(pat, SIGKILL);
+	kill(small.pid, SIGKILL);
+	kill(large.pid, SIGKILL);
 	kill(cnt, SIGKILL);
-	waitpid(pat, NULL, 0);
+	waitpid(small.pid, NULL, 0);
+	waitpid(large.pid, NULL, 0);
 	waitpid(cnt, NULL, 0);
 	check_lockdown();
 	return failed ? 1 : 0;
