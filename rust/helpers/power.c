@@ -3,6 +3,7 @@
 #include <linux/cpu.h>
 #include <linux/cpuidle.h>
 #include <linux/irqflags.h>
+#include <linux/sched/clock.h>
 
 /* As kernel/power/power.h has them, for hibernation from Rust. */
 __rust_helper int rust_helper_pm_sleep_disable_secondary_cpus(void)
@@ -25,4 +26,9 @@ __rust_helper void rust_helper_local_irq_disable(void)
 __rust_helper void rust_helper_local_irq_enable(void)
 {
 	local_irq_enable();
+}
+
+__rust_helper u64 rust_helper_local_clock(void)
+{
+	return local_clock();
 }

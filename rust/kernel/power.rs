@@ -10,8 +10,10 @@
 //! undoes it with the message that fits how the transition ended.
 //!
 //! [`LiveImage`] is the image mode used by hibsnap (`Documentation/power/hibsnap.rst`): only
-//! kernel memory is copied at the atomic point, user and page-cache pages are pinned and read in
-//! place afterwards. Its stream is what `/dev/snapshot` reads.
+//! kernel memory is copied at the atomic point; user pages that nothing can write any more
+//! (private anonymous memory made copy-on-write by [`protect_private_memory`], page cache of files
+//! denied writing) are held by the image and read in place afterwards. Its stream is what
+//! `/dev/snapshot` reads.
 //!
 //! C headers: [`include/linux/suspend.h`](srctree/include/linux/suspend.h),
 //! [`include/linux/pm.h`](srctree/include/linux/pm.h),
@@ -73,6 +75,19 @@ fn freeze_message() -> bindings::pm_message {
 pub fn hibernation_available() -> bool {
     // SAFETY: Always safe to call.
     unsafe { bindings::hibernation_available() }
+}
+
+/// Makes the private anonymous memory of `process` copy-on-write, as `fork()` does for the parent:
+/// every such page is write-protected in every mapping and marked possibly shared, except pages
+/// that may be DMA-pinned (`swsusp_live_protect_task()`).
+///
+/// Nothing needs undoing: with no other reference, the next write to a page reuses it in place
+/// after a fault. Fails with `EINTR` if a fatal signal comes while waiting for the address space's
+/// lock.
+pub fn protect_private_memory(process: &Task) -> Result {
+    // SAFETY: `process` is a valid task; the function takes its own reference on the address
+    // space and the locks it needs.
+    to_result(unsafe { bindings::swsusp_live_protect_task(process.as_ptr()) })
 }
 
 /// Writes all dirty data of all filesystems to their devices (`ksys_sync_helper()`).
@@ -285,8 +300,10 @@ impl Drop for SecondaryCpusOffline<'_> {
 }
 
 /// The atomic point: interrupts off on the only online CPU, and the syscore suspend callbacks
-/// run. Nothing else runs until it is dropped.
+/// run. Nothing else runs until it ends ([`AtomicPoint::end`], or when it is dropped).
 pub struct AtomicPoint<'a> {
+    /// `local_clock()` when interrupts went off.
+    start_ns: u64,
     _cpus: PhantomData<&'a SecondaryCpusOffline<'a>>,
     _not_send: NotThreadSafe,
 }
@@ -301,6 +318,10 @@ impl<'a> AtomicPoint<'a> {
             bindings::local_irq_disable();
             bindings::system_state = bindings::system_states_SYSTEM_SUSPEND;
         }
+        // `local_clock()` runs on while syscore suspends timekeeping, unlike the clocks of
+        // `ktime_get()`, which stand still until it resumes.
+        // SAFETY: Always safe to call.
+        let start_ns = unsafe { bindings::local_clock() };
         // SAFETY: Interrupts are off, as `syscore_suspend` requires.
         let ret = unsafe { bindings::syscore_suspend() };
         if let Err(e) = to_result(ret) {
@@ -312,9 +333,19 @@ impl<'a> AtomicPoint<'a> {
             return Err(e);
         }
         Ok(AtomicPoint {
+            start_ns,
             _cpus: PhantomData,
             _not_send: NotThreadSafe,
         })
+    }
+
+    /// Ends the atomic point; returns how long interrupts were off, in nanoseconds
+    /// (`local_clock()`).
+    pub fn end(self) -> u64 {
+        let start_ns = self.start_ns;
+        drop(self);
+        // SAFETY: Always safe to call.
+        unsafe { bindings::local_clock() }.saturating_sub(start_ns)
     }
 }
 
@@ -341,14 +372,29 @@ pub enum Snapshot {
 /// The numbers of pages in a live image, by kind.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Geometry {
-    /// Kernel pages copied at the atomic point.
+    /// Pages copied at the atomic point (kernel memory, and user pages that might change).
     pub copied: usize,
-    /// User and page-cache pages read in place after it.
+    /// User pages read in place after it.
     pub streamed: usize,
     /// All-zero pages: listed in the image, with no data.
     pub zero: usize,
     /// Pages of the image's PFN list.
     pub meta: usize,
+    /// Private anonymous pages kept in place, copy-on-write (all-zero ones too).
+    pub cow: usize,
+    /// Page-cache pages kept in place, their files denied writing (all-zero ones too).
+    pub denied: usize,
+    /// User pages copied because they may be DMA-pinned.
+    pub pinned: usize,
+    /// Anonymous pages copied because they were in the swap cache.
+    pub swapcache: usize,
+    /// Anonymous pages copied because they may have been mapped writable (written or faulted in
+    /// since they were protected).
+    pub exclusive: usize,
+    /// How long interrupts were off at the atomic point, in nanoseconds.
+    pub atomic_ns: u64,
+    /// The image was dropped to give memory back: it can no longer be read.
+    pub dropped: bool,
 }
 
 impl Geometry {
@@ -390,15 +436,6 @@ impl LiveImage {
         })
     }
 
-    /// Makes the image copy, rather than stream in place, the pages mapped by `task`: it runs on
-    /// after the atomic point and may write them. Fails with `EAGAIN` if its address space is
-    /// being changed.
-    pub fn keep_task(&self, task: &Task, _atomic: &AtomicPoint<'_>) -> Result {
-        // SAFETY: `task` is valid; at the atomic point nothing else runs, as
-        // `swsusp_live_keep_task` requires.
-        to_result(unsafe { bindings::swsusp_live_keep_task(task.as_ptr()) })
-    }
-
     /// Takes the image: saves the CPU state and copies kernel memory. Returns
     /// [`Snapshot::Restored`] when control comes back here in a kernel restored from it.
     pub fn snapshot(&mut self, _atomic: &AtomicPoint<'_>) -> Result<Snapshot> {
@@ -413,22 +450,40 @@ impl LiveImage {
         })
     }
 
-    /// Frees the reserved page frames the copy did not use; returns how many.
+    /// Frees the reserved page frames the copy did not use, but the overhead pages: those are
+    /// kept while the image is open and given back if the system runs out of memory, before the
+    /// image itself is dropped. Returns how many were freed.
     pub fn release_unused(&mut self) -> usize {
         // SAFETY: The image is ours; called after `snapshot`, outside the atomic point.
         unsafe { bindings::swsusp_live_release_unused() }
     }
 
-    /// The numbers of pages in the image, by kind.
+    /// Lists the all-zero pages kept in place as zero pages, without data; returns how many.
+    /// Call once, after [`LiveImage::snapshot`] and before the stream is read.
+    pub fn find_zero_pages(&mut self) -> usize {
+        // SAFETY: The image is ours and was taken; nothing reads it yet (`&mut self`).
+        unsafe { bindings::swsusp_live_find_zero() }
+    }
+
+    /// The numbers of pages in the image, by kind (`atomic_ns` is left 0: the caller measures
+    /// it with [`AtomicPoint::end`]).
     pub fn geometry(&self) -> Geometry {
         let mut geo: bindings::swsusp_live_geometry = pin_init::zeroed();
         // SAFETY: `geo` is a valid, writable `struct swsusp_live_geometry`.
         unsafe { bindings::swsusp_live_geometry(&mut geo) };
+        let class = |c: bindings::swsusp_live_class| geo.by_class[c as usize];
         Geometry {
             copied: geo.copied,
             streamed: geo.streamed,
             zero: geo.zero,
             meta: geo.meta,
+            cow: class(bindings::swsusp_live_class_SWSUSP_LIVE_COW),
+            denied: class(bindings::swsusp_live_class_SWSUSP_LIVE_DENIED),
+            pinned: class(bindings::swsusp_live_class_SWSUSP_LIVE_PINNED),
+            swapcache: class(bindings::swsusp_live_class_SWSUSP_LIVE_SWAPCACHE),
+            exclusive: class(bindings::swsusp_live_class_SWSUSP_LIVE_EXCLUSIVE),
+            atomic_ns: 0,
+            dropped: geo.dropped,
         }
     }
 

@@ -96,20 +96,45 @@
 /* snapshot_kernel(2) flags: none are defined yet. */
 #define HIBSNAP_SNAPSHOT_FLAGS_ALL	0U
 
-/* The geometry of an image, from ioctl(fd, HIBSNAP_IOC_GEOMETRY, &geo). */
+/*
+ * The geometry of an image, from ioctl(fd, HIBSNAP_IOC_GEOMETRY, &geo).
+ * Every saveable page at the atomic point is in exactly one class; the
+ * *_pages counts by class include all-zero pages.
+ */
 struct hibsnap_geometry {
-	__u64 copied_pages;	/* kernel pages copied at the atomic point */
-	__u64 streamed_pages;	/* user and page-cache pages read in place */
+	__u64 copied_pages;	/* pages copied at the atomic point, with data */
+	__u64 streamed_pages;	/* user pages read in place, with data */
 	__u64 zero_pages;	/* all-zero pages: in the PFN list, no data */
 	__u64 meta_pages;	/* pages of the PFN list */
 	/* What read() returns in all: page_size * (1 + meta + copied + streamed) */
 	__u64 image_bytes;
 	__u32 page_size;
 	__u32 flags;		/* HIBSNAP_GEOMETRY_* */
+	/*
+	 * How long interrupts were off at the atomic point, in nanoseconds of
+	 * local_clock() (sched_clock), which runs on while timekeeping is
+	 * suspended there; CLOCK_MONOTONIC does not.
+	 */
+	__u64 atomic_ns;
+	/* In place: private anonymous pages, copy-on-write from the atomic point */
+	__u64 cow_pages;
+	/* In place: page-cache pages; their files cannot be opened for writing */
+	__u64 denied_pages;
+	/* Copied: user pages that may be DMA-pinned (O_DIRECT, io_uring, RDMA) */
+	__u64 pinned_pages;
+	/* Copied: anonymous pages in the swap cache */
+	__u64 swapcache_pages;
+	/* Copied: anonymous pages mapped writable (written since protected) */
+	__u64 exclusive_pages;
 };
 
 /* Control came back in a system restored from the image. */
 #define HIBSNAP_GEOMETRY_RESUMED	(1U << 0)
+/*
+ * The system ran out of memory with the image open and the image was dropped
+ * to give memory back: read() fails with ENOMEM.
+ */
+#define HIBSNAP_GEOMETRY_DROPPED	(1U << 1)
 
 #define HIBSNAP_IOC_MAGIC		0xB9
 #define HIBSNAP_IOC_GEOMETRY		_IOR(HIBSNAP_IOC_MAGIC, 0x01, \

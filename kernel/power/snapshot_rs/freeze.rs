@@ -145,7 +145,7 @@ impl Exempt {
 }
 
 /// Whether a thread is out of the way: stopped (`T` or `t`) or exiting.
-pub(crate) fn thread_stopped(t: &Task) -> bool {
+fn thread_stopped(t: &Task) -> bool {
     t.is_stopped_or_traced() || t.is_exiting()
 }
 
@@ -333,11 +333,6 @@ pub(crate) fn freeze_processes(flags: u32, timeout_ms: u32) -> Result<u32> {
         _stop_set: stop_set,
         _held: held,
     }? Error))
-}
-
-/// Whether a freeze is held.
-pub(crate) fn is_held() -> bool {
-    HELD.load(ordering::Acquire)
 }
 
 /// Whether the calling process holds the freeze.

@@ -4,14 +4,13 @@
 //!
 //! `read(2)` streams the image in the format of `/dev/snapshot`, many pages per call;
 //! `ioctl(HIBSNAP_IOC_GEOMETRY)` tells its size by kind of page; `poll(2)` always finds it
-//! readable; it cannot be seeked. The last close ends the image: the dm-hibsnap snapshot is
-//! merged back (nothing written meanwhile is lost), then the pins on the streamed pages are
-//! dropped and the image's memory freed.
+//! readable; it cannot be seeked. The image does not depend on the freeze: it holds the contents
+//! of the atomic point whatever runs or writes afterwards, until it is closed or, if the system
+//! runs out of memory meanwhile, dropped (reads then fail with `ENOMEM`). The last close ends
+//! the image: the dm-hibsnap snapshot is merged back (nothing written meanwhile is lost), then
+//! the references on the pages read in place are dropped and the image's memory freed.
 
-use crate::{
-    freeze,
-    snapshot::Kept, //
-};
+use crate::snapshot::Kept;
 use kernel::{
     anon_inode::{
         self,
@@ -81,11 +80,12 @@ impl Image {
         }? Error)
     }
 
-    /// The geometry in its UAPI layout, native-endian.
-    fn geometry_bytes(&self) -> [u8; core::mem::size_of::<uapi::hibsnap_geometry>()] {
+    /// The geometry in its UAPI layout, native-endian; `dropped` says whether the image has been
+    /// dropped since it was taken.
+    fn geometry_bytes(&self, dropped: bool) -> [u8; core::mem::size_of::<uapi::hibsnap_geometry>()] {
         let geo = &self.geometry;
         let mut out = [0u8; core::mem::size_of::<uapi::hibsnap_geometry>()];
-        let words = [
+        let head = [
             geo.copied as u64,
             geo.streamed as u64,
             geo.zero as u64,
@@ -96,14 +96,27 @@ impl Image {
                 geo.image_bytes() as u64
             },
         ];
-        for (chunk, word) in out.chunks_exact_mut(8).zip(words) {
+        let tail = [
+            geo.atomic_ns,
+            geo.cow as u64,
+            geo.denied as u64,
+            geo.pinned as u64,
+            geo.swapcache as u64,
+            geo.exclusive as u64,
+        ];
+        for (chunk, word) in out[..40].chunks_exact_mut(8).zip(head) {
             chunk.copy_from_slice(&word.to_ne_bytes());
         }
-        let flags = if self.resumed {
-            uapi::HIBSNAP_GEOMETRY_RESUMED
-        } else {
-            0
-        };
+        for (chunk, word) in out[48..].chunks_exact_mut(8).zip(tail) {
+            chunk.copy_from_slice(&word.to_ne_bytes());
+        }
+        let mut flags = 0;
+        if self.resumed {
+            flags |= uapi::HIBSNAP_GEOMETRY_RESUMED;
+        }
+        if dropped {
+            flags |= uapi::HIBSNAP_GEOMETRY_DROPPED;
+        }
         out[40..44].copy_from_slice(&(PAGE_SIZE as u32).to_ne_bytes());
         out[44..48].copy_from_slice(&flags.to_ne_bytes());
         out
@@ -144,11 +157,6 @@ impl AnonInodeFile for Image {
     const NAME: &'static CStr = c"[hibsnap-image]";
 
     fn read(&self, dest: &mut IovIterDest<'_>) -> Result<usize> {
-        // Once the freeze is released the stopped tasks run again, and may change the pages the
-        // stream reads in place.
-        if !self.resumed && !freeze::is_held() {
-            return Err(ESTALE);
-        }
         let mut stream = self.stream.lock();
         match &mut *stream {
             Some(stream) => stream.read(dest),
@@ -159,7 +167,11 @@ impl AnonInodeFile for Image {
     fn ioctl(&self, cmd: u32, arg: usize) -> Result<isize> {
         match cmd {
             IOC_GEOMETRY => {
-                let bytes = self.geometry_bytes();
+                let dropped = match &*self.stream.lock() {
+                    Some(stream) => stream.image.geometry().dropped,
+                    None => false,
+                };
+                let bytes = self.geometry_bytes(dropped);
                 UserSlice::new(UserPtr::from_addr(arg), bytes.len())
                     .writer()
                     .write_slice(&bytes)?;

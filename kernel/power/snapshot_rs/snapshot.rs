@@ -5,17 +5,20 @@
 //! The pipeline follows the seed's step 3, one guard per step, each undone by its `Drop` when a
 //! later step fails (the guards are dropped in reverse order):
 //!
-//! 1. reserve: [`LiveImage::begin`] counts the kernel pages, reclaims, and preallocates their
-//!    copy and the overhead pages, or fails early with `ENOMEM`;
+//! 1. reserve: every process's private anonymous memory is made copy-on-write
+//!    ([`protect_user_memory`]); [`LiveImage::begin`] counts the pages to copy, reclaims, and
+//!    preallocates their copy and the overhead pages, or fails early with `ENOMEM`;
 //! 2. sync the filesystems;
 //! 3. quiesce: devices prepared, suspended and quiesced (`PMSG_FREEZE`);
 //! 4. rendezvous: the secondary CPUs offline, as the kernel that restores an image expects;
-//! 5. the atomic point: interrupts off, syscore suspended; the pages of the tasks that run on
-//!    are marked to be copied, kernel memory is copied, user and page-cache pages of stopped
-//!    tasks are pinned to be read in place, and the dm-hibsnap snapshot starts;
-//!    Swap writes stop too: the image references what swap holds;
+//! 5. the atomic point: interrupts off, syscore suspended; kernel memory is copied, user pages
+//!    that nothing can write any more (still copy-on-write, or page cache of files denied
+//!    writing) are held to be read in place, other user pages copied; the dm-hibsnap snapshot
+//!    starts and swap writes stop (the image references what swap holds). Nothing in it reads
+//!    or walks user memory, so it does not grow with user memory; its length is measured;
 //! 6. CPUs and devices resumed (`PMSG_THAW`, or `PMSG_RESTORE` in a restored kernel), the
-//!    unused reserve freed;
+//!    unused reserve freed but the overhead pages, all-zero pages kept in place listed as zero
+//!    pages;
 //! 7. the image handed to userspace as a file descriptor ([`Image`]).
 //!
 //! A fault-injection point before each step (the `fail_step` parameter) lets a test fail each
@@ -47,7 +50,10 @@ use kernel::{
         SystemSleepLock, //
     },
     prelude::*,
-    sync::rcu,
+    sync::{
+        aref::ARef,
+        rcu, //
+    },
     tasklist,
     uapi, //
 };
@@ -92,19 +98,31 @@ impl Step {
     }
 }
 
-/// Marks the pages of every task that is not stopped to be copied: they may be written after the
-/// atomic point. The stopped tasks' pages are read in place later.
-fn keep_running_tasks(image: &LiveImage, atomic: &AtomicPoint<'_>) -> Result {
-    let guard = rcu::read_lock();
-    for leader in tasklist::processes(&guard) {
-        if leader.is_kernel_thread() {
-            continue;
-        }
-        for thread in leader.threads(&guard) {
-            if !freeze::thread_stopped(thread) {
-                image.keep_task(thread, atomic)?;
+/// Makes the private anonymous memory of every user process copy-on-write, stopped or running
+/// (the caller, the helpers it continued, init): from the atomic point on, a write by anyone
+/// copies the page and leaves the image's one alone. A process forked after the list was taken
+/// shares its parent's protected pages; its own new pages, like any page written before the
+/// atomic point, are copied at it.
+fn protect_user_memory() -> Result {
+    let count = {
+        let guard = rcu::read_lock();
+        tasklist::processes(&guard).count()
+    };
+    // Room for some processes forked meanwhile; the list cannot grow under RCU.
+    let mut processes = KVec::with_capacity(count + count / 8 + 16, GFP_KERNEL)?;
+    {
+        let guard = rcu::read_lock();
+        for leader in tasklist::processes(&guard) {
+            if leader.is_kernel_thread() {
+                continue;
+            }
+            if processes.push_within_capacity(ARef::from(leader)).is_err() {
+                break;
             }
         }
+    }
+    for process in &processes {
+        power::protect_private_memory(process)?;
     }
     Ok(())
 }
@@ -118,8 +136,9 @@ pub(crate) struct Kept {
 
 /// How [`take`] came back.
 enum Outcome {
-    /// The image was taken; what must stay in place while it is open.
-    Taken(Kept),
+    /// The image was taken; what must stay in place while it is open, and how long interrupts
+    /// were off at the atomic point (ns).
+    Taken(Kept, u64),
     /// Control came back in a kernel restored from the image.
     Restored,
 }
@@ -136,25 +155,26 @@ fn take(image: &mut LiveImage, sleep: &SystemSleepLock, fail_step: u32) -> Resul
     let cpus = SecondaryCpusOffline::new(&quiesced)?;
     Step::Atomic.enter(fail_step)?;
     let atomic = AtomicPoint::new(&cpus)?;
-    keep_running_tasks(image, &atomic)?;
     Step::Copy.enter(fail_step)?;
     let outcome = match image.snapshot(&atomic)? {
         Snapshot::Taken => {
             // Nothing may fail once the block snapshot has started: ending it sleeps, and
-            // interrupts are off until `atomic` is dropped.
+            // interrupts are off until `atomic` ends.
             Step::BlockSnapshot.enter(fail_step)?;
             Step::Swap.enter(fail_step)?;
             let block = BlockSnapshot::start(&atomic)?;
             let swap = SwapWritesStopped::new(&atomic);
-            Outcome::Taken(Kept { block, swap })
+            Outcome::Taken(Kept { block, swap }, 0)
         }
         Snapshot::Restored => Outcome::Restored,
     };
-    let how = match outcome {
-        Outcome::Taken(_) => Resume::Thaw,
-        Outcome::Restored => Resume::Restore,
+    // Measured in the kernel that took the image only: a restored kernel's clock has another
+    // origin.
+    let atomic_ns = atomic.end();
+    let (outcome, how) = match outcome {
+        Outcome::Taken(kept, _) => (Outcome::Taken(kept, atomic_ns), Resume::Thaw),
+        Outcome::Restored => (Outcome::Restored, Resume::Restore),
     };
-    drop(atomic);
     drop(cpus);
     quiesced.finish(how);
     suspended.finish(how);
@@ -174,15 +194,33 @@ pub(crate) fn snapshot_kernel(overhead_pages: usize, flags: u32, fail_step: u32)
     let lock = HibernationLock::acquire()?;
     let sleep = SystemSleepLock::lock();
     Step::Reserve.enter(fail_step)?;
+    protect_user_memory()?;
     let mut image = LiveImage::begin(lock, overhead_pages)?;
     Step::Sync.enter(fail_step)?;
     power::sync_filesystems();
     let outcome = take(&mut image, &sleep, fail_step)?;
     drop(sleep);
     let file = match outcome {
-        Outcome::Taken(kept) => {
+        Outcome::Taken(kept, atomic_ns) => {
             let freed = image.release_unused();
-            let geometry = image.geometry();
+            image.find_zero_pages();
+            let geometry = Geometry {
+                atomic_ns,
+                ..image.geometry()
+            };
+            pr_info!(
+                "snapshot: interrupts off for {} us; {} pages copied ({} user: {} pinned, {} swap cache, {} exclusive), {} in place ({} copy-on-write, {} page cache), {} zero\n",
+                atomic_ns / 1000,
+                geometry.copied,
+                geometry.pinned + geometry.swapcache + geometry.exclusive,
+                geometry.pinned,
+                geometry.swapcache,
+                geometry.exclusive,
+                geometry.streamed,
+                geometry.cow,
+                geometry.denied,
+                geometry.zero
+            );
             pr_debug!(
                 "snapshot: {:?}, {} reserve pages freed, {} block devices, {} swap devices\n",
                 geometry,

@@ -11,11 +11,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+/* The dm-hibsnap device the kernel command line creates, over /dev/ram1. */
+#define BOOT_DM "/dev/mapper/hsboot"
+#define BOOT_ORIGIN "/dev/ram1"
 
 #ifndef __NR_freeze_processes
 #define __NR_freeze_processes 473
@@ -165,6 +171,16 @@ static inline long vm_swap_kb(pid_t pid)
 	char value[64];
 
 	return proc_status(pid, "VmSwap:", value, sizeof(value)) ? -1 : strtol(value, NULL, 10);
+}
+
+/* Makes a new ext4 on the boot dm-hibsnap device and mounts it on /mnt. */
+static inline int mount_fresh_ext4(void)
+{
+	if (run(NULL, 0, "dmsetup mknodes hsboot") ||
+	    run(NULL, 0, "/usr/sbin/mke2fs -q -F -t ext4 -b 4096 " BOOT_DM))
+		return -1;
+	mkdir("/mnt", 0755);
+	return mount(BOOT_DM, "/mnt", "ext4", 0, NULL);
 }
 
 #endif /* __HIBSNAP_UTIL_H */

@@ -1,0 +1,494 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The atomic point of snapshot_kernel(2) holds, whoever writes afterwards:
+ * user memory is copy-on-write, pages that cannot be are copied, and the
+ * image stays valid once the freeze is released. See "Consistency" in
+ * Documentation/power/hibsnap.rst.
+ *
+ * Each writer below writes a page after the call returned; the page must be
+ * in the image at its PFN with what it held at the atomic point, while the
+ * writer sees its own write.
+ */
+
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/ptrace.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <linux/hibsnap.h>
+#include <linux/io_uring.h>
+#include <linux/kernel-page-flags.h>
+
+#include "../kselftest_harness.h"
+#include "hibsnap_util.h"
+#include "hibsnap_image.h"
+
+#define HPAGE (2UL << 20)
+/*
+ * Swap on dm-linear over /dev/ram2: a RAM disk alone is synchronous, and
+ * swap-in from it bypasses the swap cache.
+ */
+#define SWAP_NAME "hscowswap"
+#define SWAP_DEV "/dev/mapper/" SWAP_NAME
+#define FUTEX_OWNER_DIED 0x40000000U
+
+/* Only for TEST_F_TIMEOUT(): the long tests need more than the default 30 s. */
+FIXTURE(slow) {
+	int unused;
+};
+
+FIXTURE_SETUP(slow) {}
+FIXTURE_TEARDOWN(slow) {}
+
+/* The flags of @pfn in /proc/kpageflags, or 0. */
+static uint64_t kpageflags(unsigned long pfn)
+{
+	uint64_t f = 0;
+	int fd = open("/proc/kpageflags", O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return 0;
+	if (pread(fd, &f, sizeof(f), pfn * sizeof(f)) != sizeof(f))
+		f = 0;
+	close(fd);
+	return f;
+}
+
+/*
+ * A child that sets up memory, reports up to eight PFNs, then on "go" writes
+ * after the atomic point and reports whether it sees its own writes.
+ */
+struct kid {
+	pid_t pid;
+	int go[2];	/* test -> child */
+	int rep[2];	/* child -> test */
+	unsigned long pfn[8];
+};
+
+struct kid_ops {
+	/* In the child: set up, fill @pfn; 0 or an exit code. */
+	int (*setup)(void *mem, unsigned long *pfn);
+	/* In the child, after the atomic point: write; 1 if it reads back its writes. */
+	int (*write)(void *mem);
+};
+
+static int kid_start(struct kid *k, const struct kid_ops *ops, void *mem)
+{
+	if (pipe(k->go) || pipe(k->rep))
+		return -1;
+	k->pid = fork();
+	if (k->pid < 0)
+		return -1;
+	if (k->pid == 0) {
+		unsigned long pfn[8] = { 0 };
+		char c;
+		int ok;
+
+		if (ops->setup(mem, pfn))
+			_exit(1);
+		if (write(k->rep[1], pfn, sizeof(pfn)) != sizeof(pfn))
+			_exit(1);
+		/* The freeze stops the child here. */
+		if (read(k->go[0], &c, 1) != 1)
+			_exit(1);
+		ok = ops->write ? ops->write(mem) : 1;
+		if (write(k->rep[1], &ok, sizeof(ok)) != sizeof(ok))
+			_exit(1);
+		for (;;)
+			pause();
+	}
+	return read(k->rep[0], k->pfn, sizeof(k->pfn)) == sizeof(k->pfn) ? 0 : -1;
+}
+
+/* Continues a stopped child, as a helper would, and has it write; its answer. */
+static int kid_write(struct kid *k)
+{
+	int ok = 0;
+
+	kill(k->pid, SIGCONT);
+	if (write(k->go[1], "g", 1) != 1 || read(k->rep[0], &ok, sizeof(ok)) != sizeof(ok))
+		return -1;
+	return ok;
+}
+
+static void kid_end(struct kid *k)
+{
+	if (k->pid > 0) {
+		kill(k->pid, SIGKILL);
+		waitpid(k->pid, NULL, 0);
+	}
+	close(k->go[0]);
+	close(k->go[1]);
+	close(k->rep[0]);
+	close(k->rep[1]);
+}
+
+static int is_pattern(const unsigned char *p, size_t len, unsigned int seed, off_t off)
+{
+	unsigned char want[PAGE];
+
+	for (size_t i = 0; i < len; i += PAGE) {
+		pattern(want, PAGE, seed, off + i);
+		if (memcmp(p + i, want, PAGE))
+			return 0;
+	}
+	return 1;
+}
+
+/* A page-aligned private anonymous mapping of @len bytes. */
+static void *anon(size_t len)
+{
+	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	return p == MAP_FAILED ? NULL : p;
+}
+
+/* 1. A stopped task continued by a helper, writing its own memory. */
+static int continued_setup(void *mem, unsigned long *pfn)
+{
+	unsigned char *m = anon(PAGE);
+
+	if (!m)
+		return 1;
+	pattern(m, PAGE, 1, 0);
+	*(unsigned char **)mem = m;
+	pfn[0] = pfn_of(m);
+	return 0;
+}
+
+/* A task writing its own page (1. and 7.). */
+static int own_page_write(void *mem)
+{
+	unsigned char *m = *(unsigned char **)mem;
+
+	pattern(m, PAGE, 101, 0);
+	return is_pattern(m, PAGE, 101, 0);
+}
+
+/* 2. A stopped task whose memory (one page plain, one mlocked) another task writes. */
+static int stopped_setup(void *mem, unsigned long *pfn)
+{
+	unsigned char *m = anon(2 * PAGE);
+
+	if (!m || mlock(m + PAGE, PAGE))
+		return 1;
+	pattern(m, 2 * PAGE, 2, 0);
+	*(unsigned char **)mem = m;
+	pfn[0] = pfn_of(m);
+	pfn[1] = pfn_of(m + PAGE);
+	pfn[2] = (unsigned long)m;
+	return 0;
+}
+
+/* 3. A ptrace-stopped tracee whose memory its tracer pokes. */
+static int tracee_setup(void *mem, unsigned long *pfn)
+{
+	unsigned char *m = anon(PAGE);
+
+	(void)mem;
+	if (!m)
+		return 1;
+	pattern(m, PAGE, 3, 0);
+	pfn[0] = pfn_of(m);
+	pfn[1] = (unsigned long)m;
+	return 0;
+}
+
+/* 4. A task killed after the atomic point: its exit marks its robust mutex. */
+static int robust_setup(void *mem, unsigned long *pfn)
+{
+	pthread_mutexattr_t attr;
+	pthread_mutex_t *mx = mem;
+
+	if (!mx)
+		mx = anon(PAGE);
+	if (!mx || pthread_mutexattr_init(&attr) ||
+	    pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST) ||
+	    pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED) ||
+	    pthread_mutex_init(mx, &attr) || pthread_mutex_lock(mx))
+		return 1;
+	pfn[0] = pfn_of(mx);
+	pfn[1] = (unsigned long)mx;
+	return 0;
+}
+
+/* 5. A transparent huge page, one 4 KiB page of it written. */
+static int thp_setup(void *mem, unsigned long *pfn)
+{
+	unsigned char *raw = anon(2 * HPAGE), *m;
+
+	if (!raw)
+		return 1;
+	m = (unsigned char *)(((uintptr_t)raw + HPAGE - 1) & ~(HPAGE - 1));
+	madvise(m, HPAGE, MADV_HUGEPAGE);
+	pattern(m, HPAGE, 5, 0);
+	*(unsigned char **)mem = m;
+	pfn[0] = pfn_of(m);
+	pfn[1] = pfn_of(m + HPAGE / 2);
+	pfn[2] = pfn_of(m + HPAGE - PAGE);
+	return 0;
+}
+
+static int thp_write(void *mem)
+{
+	unsigned char *m = *(unsigned char **)mem;
+
+	pattern(m + HPAGE / 2, PAGE, 105, HPAGE / 2);
+	return is_pattern(m + HPAGE / 2, PAGE, 105, HPAGE / 2) &&
+	       is_pattern(m, HPAGE / 2, 5, 0) &&
+	       is_pattern(m + HPAGE / 2 + PAGE, HPAGE / 2 - PAGE, 5, HPAGE / 2 + PAGE);
+}
+
+/*
+ * 6. A private file mapping of a file on ext4: page 0 only read (the page
+ * cache page is mapped), page 1 written before the call (a private copy).
+ */
+static int file_setup(void *mem, unsigned long *pfn)
+{
+	int fd = open("/mnt/cow", O_RDONLY | O_CLOEXEC);
+	unsigned char *m;
+
+	if (fd < 0)
+		return 1;
+	m = mmap(NULL, 2 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+	close(fd);
+	if (m == MAP_FAILED || !is_pattern(m, PAGE, 6, 0))
+		return 1;
+	pattern(m + PAGE, PAGE, 8, PAGE);
+	*(unsigned char **)mem = m;
+	pfn[0] = pfn_of(m);
+	pfn[1] = pfn_of(m + PAGE);
+	return 0;
+}
+
+static int file_write(void *mem)
+{
+	unsigned char *m = *(unsigned char **)mem;
+
+	pattern(m, 2 * PAGE, 109, 0);
+	return is_pattern(m, 2 * PAGE, 109, 0);
+}
+
+/* 7. A page read back from swap, so in the swap cache, at the atomic point. */
+static int swapcache_setup(void *mem, unsigned long *pfn)
+{
+	unsigned char *m = anon(PAGE);
+	volatile unsigned char sink;
+
+	if (!m)
+		return 1;
+	pattern(m, PAGE, 11, 0);
+	if (madvise(m, PAGE, MADV_PAGEOUT))
+		return 1;
+	sink = m[0];
+	(void)sink;
+	*(unsigned char **)mem = m;
+	pfn[0] = pfn_of(m);
+	return 0;
+}
+
+static const struct kid_ops continued_ops = { continued_setup, own_page_write };
+static const struct kid_ops stopped_ops = { stopped_setup, NULL };
+static const struct kid_ops tracee_ops = { tracee_setup, NULL };
+static const struct kid_ops robust_ops = { robust_setup, NULL };
+static const struct kid_ops thp_ops = { thp_setup, thp_write };
+static const struct kid_ops file_ops = { file_setup, file_write };
+static const struct kid_ops swapcache_ops = { swapcache_setup, own_page_write };
+
+enum { T_CONT, T_PLAIN, T_MLOCK, T_TRACEE, T_ROBUST, T_THP0, T_THP1, T_THP2, T_FCACHE, T_FANON,
+	T_SWAPC, T_MINE, NR_T };
+
+static const char *const t_name[NR_T] = {
+	"continued task, its own page", "stopped task, page written by process_vm_writev",
+	"stopped task, mlocked page written by process_vm_writev", "tracee, page poked by its tracer",
+	"killed task, robust mutex marked by its exit", "THP, first page", "THP, page written",
+	"THP, last page", "private file mapping, page-cache page", "private file mapping, own copy",
+	"swap-cache page", "the caller's own page",
+};
+
+/*
+ * Seven writers after the atomic point, and the caller: each page is in the
+ * image at its PFN with its atomic-point contents, and each writer sees its
+ * write. The pages that could not be kept in place are counted by class.
+ */
+TEST_F_TIMEOUT(slow, writers_after_atomic_point, 300)
+{
+	struct kid cont = { 0 }, stopped = { 0 }, tracee = { 0 }, robust = { 0 }, thp = { 0 },
+		   file = { 0 }, swapc = { 0 };
+	struct target *t = calloc(NR_T, sizeof(*t));
+	struct stream s = { .t = t, .nr_t = NR_T };
+	struct hibsnap_geometry g;
+	unsigned char buf[PAGE], *mine, *shared_mx;
+	struct iovec local, remote;
+	unsigned int word;
+	uint64_t flags;
+	int frz, fd, status, i;
+	void *mem = NULL;
+	long peek;
+
+	ASSERT_NE(NULL, t);
+	ASSERT_EQ(0, mount_fresh_ext4());
+	fd = open("/mnt/cow", O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	ASSERT_LE(0, fd);
+	pattern(buf, PAGE, 6, 0);
+	ASSERT_EQ((ssize_t)PAGE, pwrite(fd, buf, PAGE, 0));
+	pattern(buf, PAGE, 7, PAGE);
+	ASSERT_EQ((ssize_t)PAGE, pwrite(fd, buf, PAGE, PAGE));
+	ASSERT_EQ(0, fsync(fd));
+	close(fd);
+	ASSERT_EQ(0, run(NULL, 0, "dmsetup create " SWAP_NAME " --table '0 131072 linear /dev/ram2 0'"
+			 " && dmsetup mknodes " SWAP_NAME " && mkswap " SWAP_DEV " && swapon " SWAP_DEV));
+
+	ASSERT_EQ(0, kid_start(&cont, &continued_ops, &mem));
+	ASSERT_EQ(0, kid_start(&stopped, &stopped_ops, &mem));
+	ASSERT_EQ(0, kid_start(&tracee, &tracee_ops, &mem));
+	ASSERT_EQ(0, kid_start(&robust, &robust_ops, NULL));
+	ASSERT_EQ(0, kid_start(&thp, &thp_ops, &mem));
+	ASSERT_EQ(0, kid_start(&file, &file_ops, &mem));
+	ASSERT_EQ(0, kid_start(&swapc, &swapcache_ops, &mem));
+	ASSERT_EQ(0, ptrace(PTRACE_ATTACH, tracee.pid, 0, 0));
+	ASSERT_EQ(tracee.pid, waitpid(tracee.pid, &status, 0));
+	ASSERT_TRUE(WIFSTOPPED(status));
+
+	t[T_CONT].pfn = cont.pfn[0];
+	pattern(t[T_CONT].expect, PAGE, 1, 0);
+	t[T_PLAIN].pfn = stopped.pfn[0];
+	pattern(t[T_PLAIN].expect, PAGE, 2, 0);
+	t[T_MLOCK].pfn = stopped.pfn[1];
+	pattern(t[T_MLOCK].expect, PAGE, 2, PAGE);
+	t[T_TRACEE].pfn = tracee.pfn[0];
+	pattern(t[T_TRACEE].expect, PAGE, 3, 0);
+	t[T_ROBUST].pfn = robust.pfn[0];
+	t[T_THP0].pfn = thp.pfn[0];
+	pattern(t[T_THP0].expect, PAGE, 5, 0);
+	t[T_THP1].pfn = thp.pfn[1];
+	pattern(t[T_THP1].expect, PAGE, 5, HPAGE / 2);
+	t[T_THP2].pfn = thp.pfn[2];
+	pattern(t[T_THP2].expect, PAGE, 5, HPAGE - PAGE);
+	t[T_FCACHE].pfn = file.pfn[0];
+	pattern(t[T_FCACHE].expect, PAGE, 6, 0);
+	t[T_FANON].pfn = file.pfn[1];
+	pattern(t[T_FANON].expect, PAGE, 8, PAGE);
+	t[T_SWAPC].pfn = swapc.pfn[0];
+	pattern(t[T_SWAPC].expect, PAGE, 11, 0);
+	mine = anon(PAGE);
+	ASSERT_NE(NULL, mine);
+	pattern(mine, PAGE, 12, 0);
+	t[T_MINE].pfn = pfn_of(mine);
+	pattern(t[T_MINE].expect, PAGE, 12, 0);
+	for (i = 0; i < NR_T && t[i].pfn; i++)
+		;
+	ASSERT_EQ(NR_T, i) TH_LOG("no PFN for target %d", i);
+	flags = kpageflags(thp.pfn[1]);
+	ASSERT_TRUE(!!(flags & (1ULL << KPF_THP))) TH_LOG("not a THP: flags %#llx",
+						    (unsigned long long)flags);
+	flags = kpageflags(swapc.pfn[0]);
+	ASSERT_TRUE(!!(flags & (1ULL << KPF_SWAPCACHE))) TH_LOG("not in the swap cache: flags %#llx",
+							  (unsigned long long)flags);
+
+	frz = sys_freeze_processes(0);
+	ASSERT_LE(0, frz);
+	/*
+	 * The robust mutex's word before the atomic point: the owner's TID. The
+	 * stopped child is read through /proc; its lock word is at offset 0.
+	 */
+	local.iov_base = &word;
+	local.iov_len = sizeof(word);
+	remote.iov_base = (void *)robust.pfn[1];
+	remote.iov_len = sizeof(word);
+	ASSERT_EQ((ssize_t)sizeof(word), process_vm_readv(robust.pid, &local, 1, &remote, 1, 0));
+	EXPECT_EQ((unsigned int)robust.pid, word & 0x3fffffff);
+	memset(t[T_ROBUST].expect, 0, PAGE);
+	remote.iov_len = PAGE;
+	local.iov_base = t[T_ROBUST].expect;
+	local.iov_len = PAGE;
+	ASSERT_EQ((ssize_t)PAGE, process_vm_readv(robust.pid, &local, 1, &remote, 1, 0));
+
+	fd = sys_snapshot_kernel(0, 0);
+	ASSERT_LE(0, fd) TH_LOG("snapshot_kernel: %s", strerror(errno));
+
+	/* The writers, after the atomic point. */
+	pattern(mine, PAGE, 112, 0);
+	EXPECT_EQ(1, kid_write(&cont));
+	pattern(buf, PAGE, 102, 0);
+	local.iov_base = buf;
+	local.iov_len = PAGE;
+	remote.iov_len = PAGE;
+	for (i = 0; i < 2; i++) {
+		remote.iov_base = (void *)(stopped.pfn[2] + i * PAGE);
+		EXPECT_EQ((ssize_t)PAGE, process_vm_writev(stopped.pid, &local, 1, &remote, 1, 0));
+	}
+	EXPECT_EQ((ssize_t)PAGE, process_vm_readv(stopped.pid, &local, 1, &remote, 1, 0));
+	EXPECT_TRUE(is_pattern(buf, PAGE, 102, 0)) TH_LOG("process_vm_writev not seen");
+	EXPECT_EQ('T', proc_state(stopped.pid));
+	EXPECT_EQ(0, ptrace(PTRACE_POKEDATA, tracee.pid, (void *)tracee.pfn[1], 0x5a5a5a5aL));
+	errno = 0;
+	peek = ptrace(PTRACE_PEEKDATA, tracee.pid, (void *)tracee.pfn[1], 0);
+	EXPECT_EQ(0, errno);
+	EXPECT_EQ(0x5a5a5a5aL, peek);
+	kill(robust.pid, SIGKILL);
+	EXPECT_EQ(robust.pid, waitpid(robust.pid, NULL, 0));
+	robust.pid = 0;
+	EXPECT_EQ(1, kid_write(&thp));
+	EXPECT_EQ(1, kid_write(&file));
+	EXPECT_EQ(1, kid_write(&swapc));
+
+	ASSERT_EQ(0, geometry(fd, &g));
+	ASSERT_EQ(0, read_stream(fd, &s));
+	close(fd);
+	close(frz);
+	TH_LOG("geometry: copied %llu, streamed %llu (copy-on-write %llu, page cache %llu), zero %llu; copied user pages: pinned %llu, swap cache %llu, exclusive %llu",
+	       g.copied_pages, g.streamed_pages, g.cow_pages, g.denied_pages, g.zero_pages,
+	       g.pinned_pages, g.swapcache_pages, g.exclusive_pages);
+	for (i = 0; i < NR_T; i++) {
+		const struct target *ti = &t[i];
+		const char *why = !ti->seen ? (ti->zero ? "listed as zero" : "not in the image")
+					    : "contents changed after the atomic point";
+
+		EXPECT_TRUE(ti->seen && ti->matched)
+			TH_LOG("%s (pfn %lu): %s", t_name[i], ti->pfn, why);
+	}
+	EXPECT_LT(0ULL, g.cow_pages);
+	EXPECT_LT(0ULL, g.denied_pages);
+	EXPECT_LE(1ULL, g.swapcache_pages);
+	EXPECT_EQ(0U, g.flags);
+
+	/* The exit does write the robust mutex: seen here in a shared page. */
+	shared_mx = mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, shared_mx);
+	robust = (struct kid){ 0 };
+	ASSERT_EQ(0, kid_start(&robust, &robust_ops, shared_mx));
+	kill(robust.pid, SIGKILL);
+	waitpid(robust.pid, NULL, 0);
+	robust.pid = 0;
+	memcpy(&word, shared_mx, sizeof(word));
+	EXPECT_TRUE(!!(word & FUTEX_OWNER_DIED)) TH_LOG("robust mutex word %#x after exit", word);
+
+	kid_end(&cont);
+	kid_end(&stopped);
+	kid_end(&tracee);
+	kid_end(&robust);
+	kid_end(&thp);
+	kid_end(&file);
+	kid_end(&swapc);
+	EXPECT_EQ(0, run(NULL, 0, "swapoff " SWAP_DEV " && dmsetup remove " SWAP_NAME));
+	umount("/mnt");
+	free(s.pfns);
+	free(t);
+}
+
+TEST_HARNESS_MAIN
