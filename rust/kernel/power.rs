@@ -413,6 +413,9 @@ impl Geometry {
 pub struct LiveImage {
     /// The page of the stream last returned by `swsusp_live_next_page()`, if any.
     page: Option<NonNull<u8>>,
+    /// How long taking the image looked to `local_clock()` afterwards (see
+    /// [`LiveImage::atomic_ns`]).
+    seen_ns: u64,
     _lock: HibernationLock,
 }
 
@@ -432,6 +435,7 @@ impl LiveImage {
         to_result(unsafe { bindings::swsusp_live_begin(overhead_pages) })?;
         Ok(LiveImage {
             page: None,
+            seen_ns: 0,
             _lock: lock,
         })
     }
@@ -440,14 +444,31 @@ impl LiveImage {
     /// [`Snapshot::Restored`] when control comes back here in a kernel restored from it.
     pub fn snapshot(&mut self, _atomic: &AtomicPoint<'_>) -> Result<Snapshot> {
         // SAFETY: Interrupts are off on the only online CPU, devices and syscore are suspended,
-        // and `swsusp_live_begin` was called: what `hibernation_live_snapshot` requires.
-        let ret = unsafe { bindings::hibernation_live_snapshot() };
+        // and `swsusp_live_begin` was called: what `hibernation_live_snapshot` requires;
+        // `seen_ns` is a valid `u64` to write.
+        let ret = unsafe { bindings::hibernation_live_snapshot(&mut self.seen_ns) };
         to_result(ret)?;
         Ok(if ret > 0 {
             Snapshot::Restored
         } else {
             Snapshot::Taken
         })
+    }
+
+    fn raw_geometry() -> bindings::swsusp_live_geometry {
+        let mut geo: bindings::swsusp_live_geometry = pin_init::zeroed();
+        // SAFETY: `geo` is a valid, writable `struct swsusp_live_geometry`; the image code's
+        // counters are only read.
+        unsafe { bindings::swsusp_live_geometry(&mut geo) };
+        geo
+    }
+
+    /// How long interrupts were off at the atomic point, given `measured_ns`, the length of
+    /// [`AtomicPoint`] as `local_clock()` saw it ([`AtomicPoint::end`]). On x86 the clock is set
+    /// back across taking the image to where it was before (`restore_processor_state()`), so
+    /// that part is replaced by its length measured from inside.
+    pub fn atomic_ns(&self, measured_ns: u64) -> u64 {
+        measured_ns.saturating_sub(self.seen_ns) + Self::raw_geometry().save_ns
     }
 
     /// Frees the reserved page frames the copy did not use, but the overhead pages: those are
@@ -468,9 +489,7 @@ impl LiveImage {
     /// The numbers of pages in the image, by kind (`atomic_ns` is left 0: the caller measures
     /// it with [`AtomicPoint::end`]).
     pub fn geometry(&self) -> Geometry {
-        let mut geo: bindings::swsusp_live_geometry = pin_init::zeroed();
-        // SAFETY: `geo` is a valid, writable `struct swsusp_live_geometry`.
-        unsafe { bindings::swsusp_live_geometry(&mut geo) };
+        let geo = Self::raw_geometry();
         let class = |c: bindings::swsusp_live_class| geo.by_class[c as usize];
         Geometry {
             copied: geo.copied,

@@ -34,17 +34,21 @@
  *
  * Takes a hibernation image of the whole system in which only kernel memory
  * is copied: the caller must hold the freeze (freeze_processes(2)). The call
- * reserves memory for the copy and overhead_pages more (released after the
- * atomic point, for the caller's use while it writes the image), syncs the
- * filesystems, suspends the devices, takes the secondary CPUs offline and,
- * with interrupts off, copies kernel memory, pins the user and page-cache
- * pages of the stopped tasks (they are read in place later; the files of
- * such page-cache pages cannot be opened for writing, ETXTBSY, until the
- * image ends) and starts the
- * snapshot of every dm-hibsnap device (writes from then on are kept apart)
- * and stops swap writes (what swap holds stays valid; swap-in works).
- * Devices and CPUs are then resumed and a new file descriptor (O_CLOEXEC,
- * read-only, not seekable) to the image is returned:
+ * makes the private anonymous memory of every process copy-on-write (as
+ * fork() does), reserves memory for the copy and overhead_pages more (kept
+ * while the image is open, for copy-on-write faults), syncs the filesystems,
+ * suspends the devices, takes the secondary CPUs offline and, with
+ * interrupts off, copies kernel memory, keeps in place the user pages that
+ * nothing can write any more (copy-on-write anonymous pages; page-cache
+ * pages whose files then cannot be opened for writing, ETXTBSY, until the
+ * image ends), copies the other user pages, starts the snapshot of every
+ * dm-hibsnap device (writes from then on are kept apart) and stops swap
+ * writes (what swap holds stays valid; swap-in works). Devices and CPUs are
+ * then resumed and a new file descriptor (O_CLOEXEC, read-only, not
+ * seekable) to the image is returned. The image is the system at the atomic
+ * point whatever runs or writes afterwards: the freeze may be released at
+ * once, and the image still read to the end (a live checkpoint), the disks'
+ * writes kept apart until it is closed:
  *
  *	read()	 streams the image: byte for byte what /dev/snapshot's read()
  *		 returns after SNAPSHOT_CREATE_IMAGE (struct swsusp_info with
@@ -53,16 +57,19 @@
  *		 has no data, then one page of data per other PFN, in order),
  *		 so the kernel's own loader (/dev/snapshot write() and
  *		 SNAPSHOT_ATOMIC_RESTORE) restores it. Reads of any size are
- *		 served, many pages per call. Returns 0 at the end, and fails
- *		 with ESTALE once the freeze has been released (the tasks it
- *		 stopped may have changed the pages read in place).
+ *		 served, many pages per call. Returns 0 at the end. Fails
+ *		 with ENOMEM once the image has been dropped: when the system
+ *		 runs out of memory with the image open, the overhead pages
+ *		 are given back first, then the image drops the pages it
+ *		 kept (geometry flag HIBSNAP_GEOMETRY_DROPPED); no task is
+ *		 killed for it.
  *	ioctl(HIBSNAP_IOC_GEOMETRY) fills struct hibsnap_geometry.
  *	poll()	 always readable.
  *	lseek(), pread()  fail with ESPIPE.
  *	close()	 (of the last reference) ends the image: the writes kept
  *		 apart by dm-hibsnap are merged back, so nothing written
- *		 meanwhile is lost, swap takes writes again, and the pins are
- *		 dropped.
+ *		 meanwhile is lost, swap takes writes again, and the pages
+ *		 kept in place are let go.
  *
  * When the image is restored later, control comes back from the same call
  * in the restored system: it returns a file descriptor again, whose geometry
@@ -77,11 +84,12 @@
  *	ENOMEM		the memory for the copy of kernel memory and the
  *			overhead pages cannot be reserved; the kernel log
  *			gives the numbers
- *	EAGAIN		a task that runs on was changing its address space at
- *			the atomic point; try again
+ *	EINTR		a fatal signal came while waiting for a process's mmap
+ *			lock
  *	any error of a device's suspend callbacks, EMFILE, ENFILE
- * On any error everything is undone: devices resumed, pins dropped, memory
- * freed, dm-hibsnap snapshots merged back.
+ * On any error everything is undone: devices resumed, pages let go, memory
+ * freed, dm-hibsnap snapshots merged back. (Pages made copy-on-write stay
+ * write-protected until their next write, which reuses them.)
  */
 
 #ifndef _UAPI_LINUX_HIBSNAP_H

@@ -126,6 +126,10 @@ impl Image {
 impl Stream {
     /// Copies as much of the stream into `dest` as fits; returns the number of bytes copied.
     fn read(&mut self, dest: &mut IovIterDest<'_>) -> Result<usize> {
+        // Not even the rest of a page already begun, once the image is dropped.
+        if self.image.geometry().dropped {
+            return Err(ENOMEM);
+        }
         let mut done = 0;
         while !self.ended && !dest.is_empty() {
             if self.offset == PAGE_SIZE {

@@ -205,12 +205,12 @@ pub(crate) fn snapshot_kernel(overhead_pages: usize, flags: u32, fail_step: u32)
             let freed = image.release_unused();
             image.find_zero_pages();
             let geometry = Geometry {
-                atomic_ns,
+                atomic_ns: image.atomic_ns(atomic_ns),
                 ..image.geometry()
             };
             pr_info!(
                 "snapshot: interrupts off for {} us; {} pages copied ({} user: {} pinned, {} swap cache, {} exclusive), {} in place ({} copy-on-write, {} page cache), {} zero\n",
-                atomic_ns / 1000,
+                geometry.atomic_ns / 1000,
                 geometry.copied,
                 geometry.pinned + geometry.swapcache + geometry.exclusive,
                 geometry.pinned,

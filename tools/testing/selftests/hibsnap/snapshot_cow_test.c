@@ -29,6 +29,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <linux/fs.h>
 #include <linux/hibsnap.h>
 #include <linux/io_uring.h>
 #include <linux/kernel-page-flags.h>
@@ -489,6 +490,324 @@ TEST_F_TIMEOUT(slow, writers_after_atomic_point, 300)
 	umount("/mnt");
 	free(s.pfns);
 	free(t);
+}
+
+/* The byte that fills page @i of a region filled with @seed: never 0. */
+static unsigned char fill_byte(unsigned int seed, size_t i)
+{
+	return 1 + (seed * 37 + i) % 251;
+}
+
+static void fill(unsigned char *m, size_t len, unsigned int seed)
+{
+	for (size_t i = 0; i < len / PAGE; i++)
+		memset(m + i * PAGE, fill_byte(seed, i), PAGE);
+}
+
+static int filled(const unsigned char *m, size_t len, unsigned int seed)
+{
+	for (size_t i = 0; i < len / PAGE; i++)
+		if (m[i * PAGE] != fill_byte(seed, i) || m[i * PAGE + PAGE - 1] != fill_byte(seed, i))
+			return 0;
+	return 1;
+}
+
+/* Memory of a child that holds a large region. */
+struct big {
+	unsigned char *m;
+	size_t len;
+};
+
+/* A child holding a large region of non-zero anonymous memory; 8 PFNs across it. */
+static int big_setup(void *mem, unsigned long *pfn)
+{
+	struct big *b = mem;
+
+	b->m = anon(b->len);
+	if (!b->m)
+		return 1;
+	fill(b->m, b->len, 21);
+	for (int i = 0; i < 8; i++)
+		pfn[i] = pfn_of(b->m + b->len / 8 * i);
+	return 0;
+}
+
+static int big_rewrite(void *mem)
+{
+	struct big *b = mem;
+
+	fill(b->m, b->len, 22);
+	return filled(b->m, b->len, 22);
+}
+
+static const struct kid_ops big_ops = { big_setup, big_rewrite };
+
+/* The flags of the image's geometry, or ~0U. */
+static unsigned int geometry_flags(int fd)
+{
+	struct hibsnap_geometry g;
+
+	return geometry(fd, &g) ? ~0U : g.flags;
+}
+
+/* A counter of /proc/vmstat, or -1. */
+static long vmstat(const char *key)
+{
+	char line[256];
+	size_t klen = strlen(key);
+	long v = -1;
+	FILE *f = fopen("/proc/vmstat", "re");
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, key, klen) && line[klen] == ' ')
+			v = strtol(line + klen + 1, NULL, 10);
+	fclose(f);
+	return v;
+}
+
+/*
+ * A buffer that io_uring has pinned (IORING_REGISTER_BUFFERS: FOLL_PIN |
+ * FOLL_LONGTERM) is copied at the atomic point and counted as pinned; the
+ * CPU and a direct-I/O read then write it in place, and the image keeps the
+ * atomic-point contents.
+ */
+TEST_F_TIMEOUT(slow, dma_pinned_buffer_is_copied, 300)
+{
+	const size_t len = 16 * PAGE;
+	struct io_uring_params params = { 0 };
+	struct target *t = calloc(2, sizeof(*t));
+	struct stream s = { .t = t, .nr_t = 2 };
+	struct hibsnap_geometry g;
+	unsigned char *buf = anon(len), *disk = aligned_alloc(PAGE, len);
+	struct iovec iov = { .iov_base = buf, .iov_len = len };
+	int ring, frz, fd, dio;
+
+	ASSERT_NE(NULL, t);
+	ASSERT_NE(NULL, buf);
+	ASSERT_NE(NULL, disk);
+	pattern(buf, len, 31, 0);
+	pattern(disk, len, 32, 0);
+	ASSERT_EQ(0, pio("/dev/ram3", 1, disk, len, 0));
+	ring = syscall(__NR_io_uring_setup, 4, &params);
+	ASSERT_LE(0, ring) TH_LOG("io_uring_setup: %s", strerror(errno));
+	ASSERT_EQ(0, syscall(__NR_io_uring_register, ring, IORING_REGISTER_BUFFERS, &iov, 1))
+		TH_LOG("IORING_REGISTER_BUFFERS: %s", strerror(errno));
+	t[0].pfn = pfn_of(buf);
+	pattern(t[0].expect, PAGE, 31, 0);
+	t[1].pfn = pfn_of(buf + len - PAGE);
+	pattern(t[1].expect, PAGE, 31, len - PAGE);
+
+	frz = sys_freeze_processes(0);
+	ASSERT_LE(0, frz);
+	fd = sys_snapshot_kernel(0, 0);
+	ASSERT_LE(0, fd) TH_LOG("snapshot_kernel: %s", strerror(errno));
+	/* Still the same pages, still pinned: written in place. */
+	EXPECT_EQ(t[0].pfn, pfn_of(buf));
+	pattern(buf, PAGE, 33, 0);
+	dio = open("/dev/ram3", O_RDONLY | O_DIRECT | O_CLOEXEC);
+	ASSERT_LE(0, dio);
+	EXPECT_EQ((ssize_t)PAGE, pread(dio, buf + len - PAGE, PAGE, len - PAGE));
+	close(dio);
+	EXPECT_EQ(t[1].pfn, pfn_of(buf + len - PAGE));
+	EXPECT_TRUE(is_pattern(buf, PAGE, 33, 0));
+	EXPECT_TRUE(is_pattern(buf + len - PAGE, PAGE, 32, len - PAGE));
+	ASSERT_EQ(0, geometry(fd, &g));
+	ASSERT_EQ(0, read_stream(fd, &s));
+	close(fd);
+	close(frz);
+	close(ring);
+	TH_LOG("pinned %llu, exclusive %llu, copy-on-write %llu pages", g.pinned_pages,
+	       g.exclusive_pages, g.cow_pages);
+	EXPECT_LE(len / PAGE, g.pinned_pages);
+	EXPECT_TRUE(t[0].seen && t[0].matched) TH_LOG("first page, written by the CPU");
+	EXPECT_TRUE(t[1].seen && t[1].matched) TH_LOG("last page, written by direct I/O");
+	munmap(buf, len);
+	free(disk);
+	free(s.pfns);
+	free(t);
+}
+
+/*
+ * The image without the freeze: released right after the call, a stopped
+ * child and the caller rewrite 256 MiB between them and a file is written
+ * on the dm-hibsnap device; the whole image then reads with the atomic
+ * point's contents, and at close the file reaches the origin.
+ */
+TEST_F_TIMEOUT(slow, image_valid_after_release, 300)
+{
+	const size_t len = 128UL << 20;
+	struct target *t = calloc(16, sizeof(*t));
+	struct stream s = { .t = t, .nr_t = 16 };
+	struct big kid_mem = { .len = len };
+	unsigned char *mine = anon(len), *w = aligned_alloc(PAGE, 1 << 20), *r = aligned_alloc(PAGE, 1 << 20);
+	struct kid k = { 0 };
+	int frz, fd, ffd, i, blk = 0;
+
+	ASSERT_NE(NULL, t);
+	ASSERT_NE(NULL, mine);
+	ASSERT_NE(NULL, w);
+	ASSERT_NE(NULL, r);
+	ASSERT_EQ(0, mount_fresh_ext4());
+	fill(mine, len, 23);
+	ASSERT_EQ(0, kid_start(&k, &big_ops, &kid_mem));
+	for (i = 0; i < 8; i++) {
+		t[i].pfn = k.pfn[i];
+		memset(t[i].expect, fill_byte(21, len / 8 * i / PAGE), PAGE);
+	}
+	for (i = 8; i < 16; i++) {
+		size_t page = len / PAGE / 8 * (i - 8) + 3;
+
+		t[i].pfn = pfn_of(mine + page * PAGE);
+		memset(t[i].expect, fill_byte(23, page), PAGE);
+	}
+
+	frz = sys_freeze_processes(0);
+	ASSERT_LE(0, frz);
+	EXPECT_EQ('T', proc_state(k.pid));
+	fd = sys_snapshot_kernel(0, 0);
+	ASSERT_LE(0, fd) TH_LOG("snapshot_kernel: %s", strerror(errno));
+	close(frz);
+
+	/* Everything runs and writes. */
+	EXPECT_EQ(1, kid_write(&k));
+	fill(mine, len, 24);
+	EXPECT_TRUE(filled(mine, len, 24));
+	pattern(w, 1 << 20, 25, 0);
+	ffd = open("/mnt/meanwhile", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	ASSERT_LE(0, ffd);
+	ASSERT_EQ(1 << 20, write(ffd, w, 1 << 20));
+	ASSERT_EQ(0, fsync(ffd));
+	/* Where its first block is on the device: not on the origin yet. */
+	ASSERT_EQ(0, ioctl(ffd, FIBMAP, &blk));
+	close(ffd);
+	ASSERT_LT(0, blk);
+	ASSERT_EQ(0, pio(BOOT_ORIGIN, 0, r, PAGE, (off_t)blk * PAGE));
+	EXPECT_NE(0, memcmp(w, r, PAGE)) TH_LOG("the write reached the origin with the image open");
+
+	EXPECT_EQ(0U, geometry_flags(fd));
+	ASSERT_EQ(0, read_stream(fd, &s));
+	for (i = 0; i < 16; i++) {
+		const struct target *ti = &t[i];
+
+		EXPECT_TRUE(ti->seen && ti->matched)
+			TH_LOG("target %d (pfn %lu): %s", i, ti->pfn,
+			       ti->seen ? "changed after the atomic point" : "not in the image");
+	}
+	close(fd);
+	kid_end(&k);
+
+	/* At close the kept writes went to the origin: the file is there. */
+	ASSERT_EQ(0, pio(BOOT_ORIGIN, 0, r, PAGE, (off_t)blk * PAGE));
+	EXPECT_EQ(0, memcmp(w, r, PAGE)) TH_LOG("the write did not reach the origin at close");
+	ASSERT_EQ(0, umount("/mnt"));
+	EXPECT_EQ(0, run(NULL, 0, "/usr/sbin/e2fsck -fn " BOOT_DM));
+	ASSERT_EQ(0, mount(BOOT_DM, "/mnt", "ext4", MS_RDONLY, NULL));
+	ffd = open("/mnt/meanwhile", O_RDONLY | O_CLOEXEC);
+	EXPECT_LE(0, ffd);
+	if (ffd >= 0) {
+		EXPECT_EQ(1 << 20, read(ffd, r, 1 << 20));
+		EXPECT_EQ(0, memcmp(w, r, 1 << 20));
+		close(ffd);
+	}
+	umount("/mnt");
+	munmap(mine, len);
+	free(w);
+	free(r);
+	free(s.pfns);
+	free(t);
+}
+
+/*
+ * Copy-on-write faults that use up memory: the reserve is given back, then
+ * the image is dropped (HIBSNAP_GEOMETRY_DROPPED, read() fails with ENOMEM);
+ * the writer finishes with its data whole, nobody is OOM-killed, and once the
+ * image is closed its memory is back and the next image works.
+ */
+TEST_F_TIMEOUT(slow, reserve_exhausted_drops_image, 300)
+{
+	long total_kb = meminfo_kb("MemTotal"), kills;
+	size_t len = (size_t)total_kb * 1024 / 2 / HPAGE * HPAGE;
+	unsigned char *mine, c;
+	int frz, fd, fd2;
+
+	if (meminfo_kb("SwapTotal") != 0)
+		run(NULL, 0, "swapoff -a");
+	ASSERT_EQ(0, meminfo_kb("SwapTotal"));
+	mine = anon(len);
+	ASSERT_NE(NULL, mine);
+	fill(mine, len, 26);
+	kills = vmstat("oom_kill");
+
+	frz = sys_freeze_processes(0);
+	ASSERT_LE(0, frz);
+	fd = sys_snapshot_kernel(256, 0);
+	ASSERT_LE(0, fd) TH_LOG("snapshot_kernel: %s", strerror(errno));
+	close(frz);
+	EXPECT_EQ(1, read(fd, &c, 1));
+
+	/* Half of RAM held by the image and rewritten: it cannot all fit. */
+	fill(mine, len, 27);
+	EXPECT_TRUE(filled(mine, len, 27));
+	EXPECT_EQ(kills, vmstat("oom_kill")) TH_LOG("a task was OOM-killed");
+	EXPECT_EQ((unsigned int)HIBSNAP_GEOMETRY_DROPPED, geometry_flags(fd));
+	errno = 0;
+	EXPECT_EQ(-1, read(fd, &c, 1));
+	EXPECT_EQ(ENOMEM, errno);
+	EXPECT_TRUE(kmsg_has("overhead pages given back"));
+	EXPECT_TRUE(kmsg_has("image dropped"));
+	close(fd);
+	munmap(mine, len);
+
+	frz = sys_freeze_processes(0);
+	ASSERT_LE(0, frz);
+	fd2 = sys_snapshot_kernel(0, 0);
+	EXPECT_LE(0, fd2) TH_LOG("next snapshot_kernel: %s", strerror(errno));
+	if (fd2 >= 0) {
+		EXPECT_EQ(0U, geometry_flags(fd2));
+		EXPECT_LT(0, drain(fd2, NULL));
+		close(fd2);
+	}
+	close(frz);
+}
+
+/*
+ * The time with interrupts off does not grow with user memory: with a
+ * stopped child of 100 MiB and then one of 700 MiB in the same boot, the
+ * second is at most 1.5 times the first.
+ */
+TEST_F_TIMEOUT(slow, atomic_pause_does_not_grow, 300)
+{
+	const size_t sizes[2] = { 100UL << 20, 700UL << 20 };
+	unsigned long long ns[2] = { 0, 0 }, cow[2] = { 0, 0 };
+	struct hibsnap_geometry g;
+	int frz, fd, i;
+
+	run(NULL, 0, "blkdiscard /dev/ram0; blkdiscard /dev/ram2; blkdiscard /dev/ram3");
+	for (i = 0; i < 2; i++) {
+		struct big kid_mem = { .len = sizes[i] };
+		struct kid k = { 0 };
+
+		ASSERT_EQ(0, kid_start(&k, &big_ops, &kid_mem));
+		frz = sys_freeze_processes(0);
+		ASSERT_LE(0, frz);
+		fd = sys_snapshot_kernel(0, 0);
+		ASSERT_LE(0, fd) TH_LOG("%zu MiB: snapshot_kernel: %s", sizes[i] >> 20,
+					strerror(errno));
+		ASSERT_EQ(0, geometry(fd, &g));
+		ns[i] = g.atomic_ns;
+		cow[i] = g.cow_pages;
+		close(fd);
+		close(frz);
+		kid_end(&k);
+	}
+	printf("# interrupts off at the atomic point: %.1f ms with %zu MiB of user memory (%llu pages copy-on-write), %.1f ms with %zu MiB (%llu pages): x%.2f\n",
+	       ns[0] / 1e6, sizes[0] >> 20, cow[0], ns[1] / 1e6, sizes[1] >> 20, cow[1],
+	       ns[0] ? (double)ns[1] / ns[0] : 0.0);
+	EXPECT_LT(0ULL, ns[0]);
+	EXPECT_LE(sizes[1] / PAGE, cow[1]);
+	EXPECT_LE(ns[1] * 2, ns[0] * 3);
 }
 
 TEST_HARNESS_MAIN
