@@ -82,7 +82,10 @@ impl Image {
 
     /// The geometry in its UAPI layout, native-endian; `dropped` says whether the image has been
     /// dropped since it was taken.
-    fn geometry_bytes(&self, dropped: bool) -> [u8; core::mem::size_of::<uapi::hibsnap_geometry>()] {
+    fn geometry_bytes(
+        &self,
+        dropped: bool,
+    ) -> [u8; core::mem::size_of::<uapi::hibsnap_geometry>()] {
         let geo = &self.geometry;
         let mut out = [0u8; core::mem::size_of::<uapi::hibsnap_geometry>()];
         let head = [

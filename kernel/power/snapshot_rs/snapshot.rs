@@ -156,7 +156,7 @@ fn take(image: &mut LiveImage, sleep: &SystemSleepLock, fail_step: u32) -> Resul
     Step::Atomic.enter(fail_step)?;
     let atomic = AtomicPoint::new(&cpus)?;
     Step::Copy.enter(fail_step)?;
-    let outcome = match image.snapshot(&atomic)? {
+    let kept = match image.snapshot(&atomic)? {
         Snapshot::Taken => {
             // Nothing may fail once the block snapshot has started: ending it sleeps, and
             // interrupts are off until `atomic` ends.
@@ -164,16 +164,18 @@ fn take(image: &mut LiveImage, sleep: &SystemSleepLock, fail_step: u32) -> Resul
             Step::Swap.enter(fail_step)?;
             let block = BlockSnapshot::start(&atomic)?;
             let swap = SwapWritesStopped::new(&atomic);
-            Outcome::Taken(Kept { block, swap }, 0)
+            Some(Kept { block, swap })
         }
-        Snapshot::Restored => Outcome::Restored,
+        Snapshot::Restored => None,
     };
-    // Measured in the kernel that took the image only: a restored kernel's clock has another
-    // origin.
-    let atomic_ns = atomic.end();
-    let (outcome, how) = match outcome {
-        Outcome::Taken(kept, _) => (Outcome::Taken(kept, atomic_ns), Resume::Thaw),
-        Outcome::Restored => (Outcome::Restored, Resume::Restore),
+    let measured_ns = atomic.end();
+    // Timed in the kernel that took the image only: a restored kernel's clock has another origin.
+    let (outcome, how) = match kept {
+        Some(kept) => (
+            Outcome::Taken(kept, image.atomic_ns(measured_ns)),
+            Resume::Thaw,
+        ),
+        None => (Outcome::Restored, Resume::Restore),
     };
     drop(cpus);
     quiesced.finish(how);
@@ -205,7 +207,7 @@ pub(crate) fn snapshot_kernel(overhead_pages: usize, flags: u32, fail_step: u32)
             let freed = image.release_unused();
             image.find_zero_pages();
             let geometry = Geometry {
-                atomic_ns: image.atomic_ns(atomic_ns),
+                atomic_ns,
                 ..image.geometry()
             };
             pr_info!(

@@ -40,21 +40,30 @@ static inline int sys_snapshot_kernel(unsigned long overhead_pages, unsigned int
 	return syscall(__NR_snapshot_kernel, overhead_pages, flags);
 }
 
-/* A field of /proc/meminfo, in kB, or -1. */
-static inline long meminfo_kb(const char *key)
+/*
+ * The number after "@key@sep" on a line of the file @path (/proc/meminfo
+ * has "MemFree:", /proc/vmstat "oom_kill "), or -1.
+ */
+static inline long proc_number(const char *path, const char *key, char sep)
 {
 	char line[256];
 	long val = -1;
 	size_t len = strlen(key);
-	FILE *f = fopen("/proc/meminfo", "re");
+	FILE *f = fopen(path, "re");
 
 	if (!f)
 		return -1;
 	while (fgets(line, sizeof(line), f))
-		if (!strncmp(line, key, len) && line[len] == ':')
+		if (!strncmp(line, key, len) && line[len] == sep)
 			val = strtol(line + len + 1, NULL, 10);
 	fclose(f);
 	return val;
+}
+
+/* A field of /proc/meminfo, in kB, or -1. */
+static inline long meminfo_kb(const char *key)
+{
+	return proc_number("/proc/meminfo", key, ':');
 }
 
 /* CLOCK_MONOTONIC in seconds. */
@@ -181,6 +190,38 @@ static inline int mount_fresh_ext4(void)
 		return -1;
 	mkdir("/mnt", 0755);
 	return mount(BOOT_DM, "/mnt", "ext4", 0, NULL);
+}
+
+/*
+ * Whether /mnt/@name on the boot dm-hibsnap device, mounted on /mnt, holds
+ * @want: unmounts it, checks the filesystem, mounts it read-only, reads
+ * the file back and unmounts it again. 0, or -1 with the reason printed.
+ */
+static inline int boot_dm_file_is(const char *name, const void *want, size_t len)
+{
+	char path[256];
+	void *got = malloc(len);
+	int fd, ret = -1;
+
+	snprintf(path, sizeof(path), "/mnt/%s", name);
+	if (!got || umount("/mnt")) {
+		printf("# umount /mnt: %m\n");
+	} else if (run(NULL, 0, "/usr/sbin/e2fsck -fn " BOOT_DM)) {
+		printf("# e2fsck " BOOT_DM " found errors\n");
+	} else if (mount(BOOT_DM, "/mnt", "ext4", MS_RDONLY, NULL)) {
+		printf("# mount " BOOT_DM ": %m\n");
+	} else {
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd >= 0 && read(fd, got, len) == (ssize_t)len && !memcmp(got, want, len))
+			ret = 0;
+		else
+			printf("# %s does not hold what was written\n", path);
+		if (fd >= 0)
+			close(fd);
+		umount("/mnt");
+	}
+	free(got);
+	return ret;
 }
 
 #endif /* __HIBSNAP_UTIL_H */

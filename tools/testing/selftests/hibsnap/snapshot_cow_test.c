@@ -45,6 +45,8 @@
  */
 #define SWAP_NAME "hscowswap"
 #define SWAP_DEV "/dev/mapper/" SWAP_NAME
+#define SWAP_ON "dmsetup create " SWAP_NAME " --table '0 131072 linear /dev/ram2 0' && " \
+	"dmsetup mknodes " SWAP_NAME " && mkswap " SWAP_DEV " && swapon " SWAP_DEV
 #define FUTEX_OWNER_DIED 0x40000000U
 
 /* Only for TEST_F_TIMEOUT(): the long tests need more than the default 30 s. */
@@ -56,7 +58,7 @@ FIXTURE_SETUP(slow) {}
 FIXTURE_TEARDOWN(slow) {}
 
 /* The flags of @pfn in /proc/kpageflags, or 0. */
-static uint64_t kpageflags(unsigned long pfn)
+static uint64_t page_flags(unsigned long pfn)
 {
 	uint64_t f = 0;
 	int fd = open("/proc/kpageflags", O_RDONLY | O_CLOEXEC);
@@ -136,6 +138,13 @@ static void kid_end(struct kid *k)
 	close(k->go[1]);
 	close(k->rep[0]);
 	close(k->rep[1]);
+}
+
+/* A target: @pfn must hold the pattern @seed at offset @off. */
+static void want(struct target *t, unsigned long pfn, unsigned int seed, off_t off)
+{
+	t->pfn = pfn;
+	pattern(t->expect, PAGE, seed, off);
 }
 
 static int is_pattern(const unsigned char *p, size_t len, unsigned int seed, off_t off)
@@ -288,15 +297,13 @@ static int file_write(void *mem)
 static int swapcache_setup(void *mem, unsigned long *pfn)
 {
 	unsigned char *m = anon(PAGE);
-	volatile unsigned char sink;
 
 	if (!m)
 		return 1;
 	pattern(m, PAGE, 11, 0);
-	if (madvise(m, PAGE, MADV_PAGEOUT))
+	/* Out to swap, and back in by reading it. */
+	if (madvise(m, PAGE, MADV_PAGEOUT) || !is_pattern(m, PAGE, 11, 0))
 		return 1;
-	sink = m[0];
-	(void)sink;
 	*(unsigned char **)mem = m;
 	pfn[0] = pfn_of(m);
 	return 0;
@@ -314,11 +321,18 @@ enum { T_CONT, T_PLAIN, T_MLOCK, T_TRACEE, T_ROBUST, T_THP0, T_THP1, T_THP2, T_F
 	T_SWAPC, T_MINE, NR_T };
 
 static const char *const t_name[NR_T] = {
-	"continued task, its own page", "stopped task, page written by process_vm_writev",
-	"stopped task, mlocked page written by process_vm_writev", "tracee, page poked by its tracer",
-	"killed task, robust mutex marked by its exit", "THP, first page", "THP, page written",
-	"THP, last page", "private file mapping, page-cache page", "private file mapping, own copy",
-	"swap-cache page", "the caller's own page",
+	"continued task, its own page",
+	"stopped task, page written by process_vm_writev",
+	"stopped task, mlocked page written by process_vm_writev",
+	"tracee, page poked by its tracer",
+	"killed task, robust mutex marked by its exit",
+	"THP, first page",
+	"THP, page written",
+	"THP, last page",
+	"private file mapping, page-cache page",
+	"private file mapping, own copy",
+	"swap-cache page",
+	"the caller's own page",
 };
 
 /*
@@ -351,8 +365,7 @@ TEST_F_TIMEOUT(slow, writers_after_atomic_point, 300)
 	ASSERT_EQ((ssize_t)PAGE, pwrite(fd, buf, PAGE, PAGE));
 	ASSERT_EQ(0, fsync(fd));
 	close(fd);
-	ASSERT_EQ(0, run(NULL, 0, "dmsetup create " SWAP_NAME " --table '0 131072 linear /dev/ram2 0'"
-			 " && dmsetup mknodes " SWAP_NAME " && mkswap " SWAP_DEV " && swapon " SWAP_DEV));
+	ASSERT_EQ(0, run(NULL, 0, SWAP_ON));
 
 	ASSERT_EQ(0, kid_start(&cont, &continued_ops, &mem));
 	ASSERT_EQ(0, kid_start(&stopped, &stopped_ops, &mem));
@@ -365,41 +378,30 @@ TEST_F_TIMEOUT(slow, writers_after_atomic_point, 300)
 	ASSERT_EQ(tracee.pid, waitpid(tracee.pid, &status, 0));
 	ASSERT_TRUE(WIFSTOPPED(status));
 
-	t[T_CONT].pfn = cont.pfn[0];
-	pattern(t[T_CONT].expect, PAGE, 1, 0);
-	t[T_PLAIN].pfn = stopped.pfn[0];
-	pattern(t[T_PLAIN].expect, PAGE, 2, 0);
-	t[T_MLOCK].pfn = stopped.pfn[1];
-	pattern(t[T_MLOCK].expect, PAGE, 2, PAGE);
-	t[T_TRACEE].pfn = tracee.pfn[0];
-	pattern(t[T_TRACEE].expect, PAGE, 3, 0);
+	want(&t[T_CONT], cont.pfn[0], 1, 0);
+	want(&t[T_PLAIN], stopped.pfn[0], 2, 0);
+	want(&t[T_MLOCK], stopped.pfn[1], 2, PAGE);
+	want(&t[T_TRACEE], tracee.pfn[0], 3, 0);
 	t[T_ROBUST].pfn = robust.pfn[0];
-	t[T_THP0].pfn = thp.pfn[0];
-	pattern(t[T_THP0].expect, PAGE, 5, 0);
-	t[T_THP1].pfn = thp.pfn[1];
-	pattern(t[T_THP1].expect, PAGE, 5, HPAGE / 2);
-	t[T_THP2].pfn = thp.pfn[2];
-	pattern(t[T_THP2].expect, PAGE, 5, HPAGE - PAGE);
-	t[T_FCACHE].pfn = file.pfn[0];
-	pattern(t[T_FCACHE].expect, PAGE, 6, 0);
-	t[T_FANON].pfn = file.pfn[1];
-	pattern(t[T_FANON].expect, PAGE, 8, PAGE);
-	t[T_SWAPC].pfn = swapc.pfn[0];
-	pattern(t[T_SWAPC].expect, PAGE, 11, 0);
+	want(&t[T_THP0], thp.pfn[0], 5, 0);
+	want(&t[T_THP1], thp.pfn[1], 5, HPAGE / 2);
+	want(&t[T_THP2], thp.pfn[2], 5, HPAGE - PAGE);
+	want(&t[T_FCACHE], file.pfn[0], 6, 0);
+	want(&t[T_FANON], file.pfn[1], 8, PAGE);
+	want(&t[T_SWAPC], swapc.pfn[0], 11, 0);
 	mine = anon(PAGE);
 	ASSERT_NE(NULL, mine);
 	pattern(mine, PAGE, 12, 0);
-	t[T_MINE].pfn = pfn_of(mine);
-	pattern(t[T_MINE].expect, PAGE, 12, 0);
+	want(&t[T_MINE], pfn_of(mine), 12, 0);
 	for (i = 0; i < NR_T && t[i].pfn; i++)
 		;
 	ASSERT_EQ(NR_T, i) TH_LOG("no PFN for target %d", i);
-	flags = kpageflags(thp.pfn[1]);
-	ASSERT_TRUE(!!(flags & (1ULL << KPF_THP))) TH_LOG("not a THP: flags %#llx",
-						    (unsigned long long)flags);
-	flags = kpageflags(swapc.pfn[0]);
-	ASSERT_TRUE(!!(flags & (1ULL << KPF_SWAPCACHE))) TH_LOG("not in the swap cache: flags %#llx",
-							  (unsigned long long)flags);
+	flags = page_flags(thp.pfn[1]);
+	ASSERT_TRUE(!!(flags & (1ULL << KPF_THP)))
+		TH_LOG("not a THP: flags %#llx", (unsigned long long)flags);
+	flags = page_flags(swapc.pfn[0]);
+	ASSERT_TRUE(!!(flags & (1ULL << KPF_SWAPCACHE)))
+		TH_LOG("not in the swap cache: flags %#llx", (unsigned long long)flags);
 
 	frz = sys_freeze_processes(0);
 	ASSERT_LE(0, frz);
@@ -452,8 +454,9 @@ TEST_F_TIMEOUT(slow, writers_after_atomic_point, 300)
 	ASSERT_EQ(0, read_stream(fd, &s));
 	close(fd);
 	close(frz);
-	TH_LOG("geometry: copied %llu, streamed %llu (copy-on-write %llu, page cache %llu), zero %llu; copied user pages: pinned %llu, swap cache %llu, exclusive %llu",
-	       g.copied_pages, g.streamed_pages, g.cow_pages, g.denied_pages, g.zero_pages,
+	TH_LOG("copied %llu, in place %llu (copy-on-write %llu, page cache %llu), zero %llu",
+	       g.copied_pages, g.streamed_pages, g.cow_pages, g.denied_pages, g.zero_pages);
+	TH_LOG("user pages copied: pinned %llu, swap cache %llu, exclusive %llu",
 	       g.pinned_pages, g.swapcache_pages, g.exclusive_pages);
 	for (i = 0; i < NR_T; i++) {
 		const struct target *ti = &t[i];
@@ -507,7 +510,8 @@ static void fill(unsigned char *m, size_t len, unsigned int seed)
 static int filled(const unsigned char *m, size_t len, unsigned int seed)
 {
 	for (size_t i = 0; i < len / PAGE; i++)
-		if (m[i * PAGE] != fill_byte(seed, i) || m[i * PAGE + PAGE - 1] != fill_byte(seed, i))
+		if (m[i * PAGE] != fill_byte(seed, i) ||
+		    m[i * PAGE + PAGE - 1] != fill_byte(seed, i))
 			return 0;
 	return 1;
 }
@@ -550,23 +554,6 @@ static unsigned int geometry_flags(int fd)
 	return geometry(fd, &g) ? ~0U : g.flags;
 }
 
-/* A counter of /proc/vmstat, or -1. */
-static long vmstat(const char *key)
-{
-	char line[256];
-	size_t klen = strlen(key);
-	long v = -1;
-	FILE *f = fopen("/proc/vmstat", "re");
-
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (!strncmp(line, key, klen) && line[klen] == ' ')
-			v = strtol(line + klen + 1, NULL, 10);
-	fclose(f);
-	return v;
-}
-
 /*
  * A buffer that io_uring has pinned (IORING_REGISTER_BUFFERS: FOLL_PIN |
  * FOLL_LONGTERM) is copied at the atomic point and counted as pinned; the
@@ -594,10 +581,8 @@ TEST_F_TIMEOUT(slow, dma_pinned_buffer_is_copied, 300)
 	ASSERT_LE(0, ring) TH_LOG("io_uring_setup: %s", strerror(errno));
 	ASSERT_EQ(0, syscall(__NR_io_uring_register, ring, IORING_REGISTER_BUFFERS, &iov, 1))
 		TH_LOG("IORING_REGISTER_BUFFERS: %s", strerror(errno));
-	t[0].pfn = pfn_of(buf);
-	pattern(t[0].expect, PAGE, 31, 0);
-	t[1].pfn = pfn_of(buf + len - PAGE);
-	pattern(t[1].expect, PAGE, 31, len - PAGE);
+	want(&t[0], pfn_of(buf), 31, 0);
+	want(&t[1], pfn_of(buf + len - PAGE), 31, len - PAGE);
 
 	frz = sys_freeze_processes(0);
 	ASSERT_LE(0, frz);
@@ -641,7 +626,8 @@ TEST_F_TIMEOUT(slow, image_valid_after_release, 300)
 	struct target *t = calloc(16, sizeof(*t));
 	struct stream s = { .t = t, .nr_t = 16 };
 	struct big kid_mem = { .len = len };
-	unsigned char *mine = anon(len), *w = aligned_alloc(PAGE, 1 << 20), *r = aligned_alloc(PAGE, 1 << 20);
+	unsigned char *mine = anon(len);
+	unsigned char *w = aligned_alloc(PAGE, 1 << 20), *r = aligned_alloc(PAGE, 1 << 20);
 	struct kid k = { 0 };
 	int frz, fd, ffd, i, blk = 0;
 
@@ -701,17 +687,7 @@ TEST_F_TIMEOUT(slow, image_valid_after_release, 300)
 	/* At close the kept writes went to the origin: the file is there. */
 	ASSERT_EQ(0, pio(BOOT_ORIGIN, 0, r, PAGE, (off_t)blk * PAGE));
 	EXPECT_EQ(0, memcmp(w, r, PAGE)) TH_LOG("the write did not reach the origin at close");
-	ASSERT_EQ(0, umount("/mnt"));
-	EXPECT_EQ(0, run(NULL, 0, "/usr/sbin/e2fsck -fn " BOOT_DM));
-	ASSERT_EQ(0, mount(BOOT_DM, "/mnt", "ext4", MS_RDONLY, NULL));
-	ffd = open("/mnt/meanwhile", O_RDONLY | O_CLOEXEC);
-	EXPECT_LE(0, ffd);
-	if (ffd >= 0) {
-		EXPECT_EQ(1 << 20, read(ffd, r, 1 << 20));
-		EXPECT_EQ(0, memcmp(w, r, 1 << 20));
-		close(ffd);
-	}
-	umount("/mnt");
+	EXPECT_EQ(0, boot_dm_file_is("meanwhile", w, 1 << 20));
 	munmap(mine, len);
 	free(w);
 	free(r);
@@ -738,7 +714,7 @@ TEST_F_TIMEOUT(slow, reserve_exhausted_drops_image, 300)
 	mine = anon(len);
 	ASSERT_NE(NULL, mine);
 	fill(mine, len, 26);
-	kills = vmstat("oom_kill");
+	kills = proc_number("/proc/vmstat", "oom_kill", ' ');
 
 	frz = sys_freeze_processes(0);
 	ASSERT_LE(0, frz);
@@ -750,7 +726,8 @@ TEST_F_TIMEOUT(slow, reserve_exhausted_drops_image, 300)
 	/* Half of RAM held by the image and rewritten: it cannot all fit. */
 	fill(mine, len, 27);
 	EXPECT_TRUE(filled(mine, len, 27));
-	EXPECT_EQ(kills, vmstat("oom_kill")) TH_LOG("a task was OOM-killed");
+	EXPECT_EQ(kills, proc_number("/proc/vmstat", "oom_kill", ' '))
+		TH_LOG("a task was OOM-killed");
 	EXPECT_EQ((unsigned int)HIBSNAP_GEOMETRY_DROPPED, geometry_flags(fd));
 	errno = 0;
 	EXPECT_EQ(-1, read(fd, &c, 1));
@@ -802,9 +779,10 @@ TEST_F_TIMEOUT(slow, atomic_pause_does_not_grow, 300)
 		close(frz);
 		kid_end(&k);
 	}
-	printf("# interrupts off at the atomic point: %.1f ms with %zu MiB of user memory (%llu pages copy-on-write), %.1f ms with %zu MiB (%llu pages): x%.2f\n",
-	       ns[0] / 1e6, sizes[0] >> 20, cow[0], ns[1] / 1e6, sizes[1] >> 20, cow[1],
-	       ns[0] ? (double)ns[1] / ns[0] : 0.0);
+	printf("# interrupts off at the atomic point: %.1f ms with %zu MiB of user memory",
+	       ns[0] / 1e6, sizes[0] >> 20);
+	printf(" (%llu pages copy-on-write), %.1f ms with %zu MiB (%llu pages): x%.2f\n",
+	       cow[0], ns[1] / 1e6, sizes[1] >> 20, cow[1], ns[0] ? (double)ns[1] / ns[0] : 0.0);
 	EXPECT_LT(0ULL, ns[0]);
 	EXPECT_LE(sizes[1] / PAGE, cow[1]);
 	EXPECT_LE(ns[1] * 2, ns[0] * 3);
