@@ -408,8 +408,8 @@ impl Geometry {
 ///
 /// Created with the memory for the copy of kernel memory reserved; [`LiveImage::snapshot`] takes
 /// it at the atomic point; the stream is then read page by page with [`LiveImage::advance`] and
-/// [`LiveImage::page`]. Dropping it drops the pins on the pages it streams in place and frees
-/// every page it used.
+/// [`LiveImage::page`]. Dropping it drops its references on the pages it streams in place and
+/// frees every page it used.
 pub struct LiveImage {
     /// The page of the stream last returned by `swsusp_live_next_page()`, if any.
     page: Option<NonNull<u8>>,

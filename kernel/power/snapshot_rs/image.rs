@@ -11,6 +11,10 @@
 //! the references on the pages read in place are dropped and the image's memory freed.
 
 use crate::snapshot::Kept;
+use core::mem::{
+    offset_of,
+    size_of, //
+};
 use kernel::{
     anon_inode::{
         self,
@@ -48,7 +52,7 @@ struct Stream {
 /// The object behind an image file descriptor.
 #[pin_data]
 pub(crate) struct Image {
-    /// Dropped first: the block devices are merged back and swap written again before the pins
+    /// Dropped first: the block devices are merged back and swap written again before the pages
     /// go.
     kept: Option<Kept>,
     /// The image, `None` in a restored system (where it has already been released).
@@ -82,37 +86,7 @@ impl Image {
 
     /// The geometry in its UAPI layout, native-endian; `dropped` says whether the image has been
     /// dropped since it was taken.
-    fn geometry_bytes(
-        &self,
-        dropped: bool,
-    ) -> [u8; core::mem::size_of::<uapi::hibsnap_geometry>()] {
-        let geo = &self.geometry;
-        let mut out = [0u8; core::mem::size_of::<uapi::hibsnap_geometry>()];
-        let head = [
-            geo.copied as u64,
-            geo.streamed as u64,
-            geo.zero as u64,
-            geo.meta as u64,
-            if self.resumed {
-                0
-            } else {
-                geo.image_bytes() as u64
-            },
-        ];
-        let tail = [
-            geo.atomic_ns,
-            geo.cow as u64,
-            geo.denied as u64,
-            geo.pinned as u64,
-            geo.swapcache as u64,
-            geo.exclusive as u64,
-        ];
-        for (chunk, word) in out[..40].chunks_exact_mut(8).zip(head) {
-            chunk.copy_from_slice(&word.to_ne_bytes());
-        }
-        for (chunk, word) in out[48..].chunks_exact_mut(8).zip(tail) {
-            chunk.copy_from_slice(&word.to_ne_bytes());
-        }
+    fn geometry_bytes(&self, dropped: bool) -> [u8; size_of::<uapi::hibsnap_geometry>()] {
         let mut flags = 0;
         if self.resumed {
             flags |= uapi::HIBSNAP_GEOMETRY_RESUMED;
@@ -120,10 +94,61 @@ impl Image {
         if dropped {
             flags |= uapi::HIBSNAP_GEOMETRY_DROPPED;
         }
-        out[40..44].copy_from_slice(&(PAGE_SIZE as u32).to_ne_bytes());
-        out[44..48].copy_from_slice(&flags.to_ne_bytes());
-        out
+        let image_bytes = if self.resumed {
+            0
+        } else {
+            self.geometry.image_bytes()
+        };
+        uapi_geometry(&self.geometry, image_bytes, flags)
     }
+}
+
+/// `struct hibsnap_geometry` as bytes, each field put at its offset in the UAPI struct.
+fn uapi_geometry(
+    geo: &Geometry,
+    image_bytes: usize,
+    flags: u32,
+) -> [u8; size_of::<uapi::hibsnap_geometry>()] {
+    type G = uapi::hibsnap_geometry;
+    let mut out = [0u8; size_of::<G>()];
+    let mut put = |offset: usize, bytes: &[u8]| {
+        out[offset..offset + bytes.len()].copy_from_slice(bytes);
+    };
+    put(
+        offset_of!(G, copied_pages),
+        &(geo.copied as u64).to_ne_bytes(),
+    );
+    put(
+        offset_of!(G, streamed_pages),
+        &(geo.streamed as u64).to_ne_bytes(),
+    );
+    put(offset_of!(G, zero_pages), &(geo.zero as u64).to_ne_bytes());
+    put(offset_of!(G, meta_pages), &(geo.meta as u64).to_ne_bytes());
+    put(
+        offset_of!(G, image_bytes),
+        &(image_bytes as u64).to_ne_bytes(),
+    );
+    put(offset_of!(G, page_size), &(PAGE_SIZE as u32).to_ne_bytes());
+    put(offset_of!(G, flags), &flags.to_ne_bytes());
+    put(offset_of!(G, atomic_ns), &geo.atomic_ns.to_ne_bytes());
+    put(offset_of!(G, cow_pages), &(geo.cow as u64).to_ne_bytes());
+    put(
+        offset_of!(G, denied_pages),
+        &(geo.denied as u64).to_ne_bytes(),
+    );
+    put(
+        offset_of!(G, pinned_pages),
+        &(geo.pinned as u64).to_ne_bytes(),
+    );
+    put(
+        offset_of!(G, swapcache_pages),
+        &(geo.swapcache as u64).to_ne_bytes(),
+    );
+    put(
+        offset_of!(G, exclusive_pages),
+        &(geo.exclusive as u64).to_ne_bytes(),
+    );
+    out
 }
 
 impl Stream {
@@ -191,5 +216,59 @@ impl AnonInodeFile for Image {
     fn poll(&self) -> u32 {
         // The image is all in memory: a read never waits.
         anon_inode::POLL_READABLE
+    }
+}
+
+#[cfg(CONFIG_HIBSNAP_KUNIT_TEST)]
+#[kunit_tests(hibsnap_image)]
+mod tests {
+    use super::*;
+
+    fn word(bytes: &[u8], offset: usize) -> u64 {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&bytes[offset..offset + 8]);
+        u64::from_ne_bytes(w)
+    }
+
+    #[test]
+    fn geometry_is_laid_out_as_the_uapi_header_says() {
+        let geo = Geometry {
+            copied: 1,
+            streamed: 2,
+            zero: 3,
+            meta: 4,
+            cow: 6,
+            denied: 7,
+            pinned: 8,
+            swapcache: 9,
+            exclusive: 10,
+            atomic_ns: 11,
+            dropped: false,
+        };
+        let bytes = uapi_geometry(&geo, 5, uapi::HIBSNAP_GEOMETRY_DROPPED);
+        // The offsets of include/uapi/linux/hibsnap.h, as userspace compiles them.
+        assert_eq!(bytes.len(), 96);
+        for (offset, value) in [
+            (0, 1),
+            (8, 2),
+            (16, 3),
+            (24, 4),
+            (32, 5),
+            (48, 11),
+            (56, 6),
+            (64, 7),
+            (72, 8),
+            (80, 9),
+            (88, 10),
+        ] {
+            assert_eq!(word(&bytes, offset), value);
+        }
+        let half = |offset: usize| {
+            let mut w = [0u8; 4];
+            w.copy_from_slice(&bytes[offset..offset + 4]);
+            u32::from_ne_bytes(w)
+        };
+        assert_eq!(half(40), PAGE_SIZE as u32);
+        assert_eq!(half(44), uapi::HIBSNAP_GEOMETRY_DROPPED);
     }
 }

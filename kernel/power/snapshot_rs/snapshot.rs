@@ -233,7 +233,8 @@ pub(crate) fn snapshot_kernel(overhead_pages: usize, flags: u32, fail_step: u32)
             Image::new(Some(image), Some(kept), geometry)
         }
         Outcome::Restored => {
-            // The pins and pages of the image are those of the kernel that took it: drop them.
+            // The references and pages of the image are those of the kernel that took it: drop
+            // them.
             drop(image);
             Image::new(None, None, Geometry::default())
         }
