@@ -40,3 +40,15 @@ __rust_helper void rust_helper_task_copy_comm(char *buf, struct task_struct *p)
 {
 	strscpy_pad(buf, p->comm, TASK_COMM_LEN);
 }
+
+__rust_helper bool rust_helper_task_is_asleep(struct task_struct *p)
+{
+	return READ_ONCE(p->__state) & (TASK_INTERRUPTIBLE | TASK_UNINTERRUPTIBLE);
+}
+
+__rust_helper bool rust_helper_task_stop_pending(struct task_struct *p)
+{
+	return (READ_ONCE(p->jobctl) & JOBCTL_STOP_PENDING) ||
+	       sigismember(&p->pending.signal, SIGSTOP) ||
+	       sigismember(&p->signal->shared_pending.signal, SIGSTOP);
+}

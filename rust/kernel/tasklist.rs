@@ -177,6 +177,25 @@ impl Task {
         unsafe { bindings::task_is_stopped_or_traced(self.as_ptr()) }
     }
 
+    /// Returns whether this thread is asleep in the kernel: in an interruptible, uninterruptible
+    /// or killable sleep (`S`, `D`), not stopped, traced or dead. A snapshot: it may wake at any
+    /// time.
+    #[inline]
+    pub fn is_asleep(&self) -> bool {
+        // SAFETY: The task is valid; the helper reads `__state` with `READ_ONCE`.
+        unsafe { bindings::task_is_asleep(self.as_ptr()) }
+    }
+
+    /// Returns whether a group stop is pending for this thread: `SIGSTOP` queued for it or its
+    /// group, or the stop under way (`JOBCTL_STOP_PENDING`). A snapshot, read without the
+    /// signal lock: a stop that is pending stays so until the thread stops or a `SIGCONT` comes.
+    #[inline]
+    pub fn stop_pending(&self) -> bool {
+        // SAFETY: The task is valid, and so is its `signal` (freed only with the task); the
+        // helper only reads `jobctl` and the pending sets.
+        unsafe { bindings::task_stop_pending(self.as_ptr()) }
+    }
+
     /// Returns whether this thread's group is in a completed group stop (`SIGNAL_STOP_STOPPED`).
     #[inline]
     pub fn is_group_stopped(&self) -> bool {

@@ -11,19 +11,25 @@
  * Stops every userspace thread group with a private SIGSTOP, except the
  * caller's, the caller's tracer's (if it is being ptraced) and the global
  * init's (which the kernel never lets SIGSTOP reach). Kernel threads are not
- * touched. Returns only when every stopped thread is in a job-control
- * stop (state T) or a ptrace stop (state t), with a new file descriptor
- * (O_CLOEXEC) that owns the freeze. Closing the last reference to it (or the
- * caller exiting) sends SIGCONT to exactly the thread groups the freeze
- * stopped: groups that were already stopped stay stopped.
+ * touched. Returns when every thread of those groups is quiet: in a
+ * job-control stop (state T) or a ptrace stop (state t), exiting, or asleep
+ * in the kernel (S or D) with its stop pending, in which case it stops on
+ * its way back to user space whenever its sleep ends. It returns a new file
+ * descriptor (O_CLOEXEC) that owns the freeze;
+ * ioctl(fd, HIBSNAP_IOC_FREEZE_STATUS) counts the threads by state. Closing
+ * the last reference to it (or the caller exiting) sends SIGCONT to exactly
+ * the thread groups the freeze stopped: groups that were already stopped
+ * stay stopped.
  *
  * Errors:
  *	EINVAL		flags has a bit not in HIBSNAP_FREEZE_FLAGS_ALL
  *	EPERM		the caller lacks CAP_SYS_ADMIN
  *	EBUSY		a freeze is already held
- *	ETIMEDOUT	some task did not stop within the timeout (the
- *			hibsnap.freeze_timeout_ms parameter, 20 s by default);
- *			the tasks are named in the kernel log
+ *	ETIMEDOUT	some thread was not quiet within the timeout (the
+ *			hibsnap.freeze_timeout_ms parameter, 20 s by default):
+ *			it kept running in the kernel without sleeping or
+ *			returning to user space, or an exempt task kept
+ *			continuing it; the threads are named in the kernel log
  *	EINTR		the caller got a fatal signal while waiting
  *	ENOMEM, EMFILE, ENFILE
  * On any error no task is left stopped by the call.
@@ -144,8 +150,22 @@ struct hibsnap_geometry {
  */
 #define HIBSNAP_GEOMETRY_DROPPED	(1U << 1)
 
+/*
+ * The threads of the thread groups a freeze holds, by state, now, from
+ * ioctl(freeze_fd, HIBSNAP_IOC_FREEZE_STATUS, &st). A thread asleep when the
+ * freeze returned counts as stopped once it has stopped.
+ */
+struct hibsnap_freeze_status {
+	__u32 groups;	/* thread groups held: stopped by the freeze or before it */
+	__u32 stopped;	/* threads in a stop (T, t), or exiting */
+	__u32 asleep;	/* threads asleep in the kernel with their stop pending */
+	__u32 running;	/* threads woken and not stopped yet, or continued */
+};
+
 #define HIBSNAP_IOC_MAGIC		0xB9
 #define HIBSNAP_IOC_GEOMETRY		_IOR(HIBSNAP_IOC_MAGIC, 0x01, \
 					     struct hibsnap_geometry)
+#define HIBSNAP_IOC_FREEZE_STATUS	_IOR(HIBSNAP_IOC_MAGIC, 0x02, \
+					     struct hibsnap_freeze_status)
 
 #endif /* _UAPI_LINUX_HIBSNAP_H */

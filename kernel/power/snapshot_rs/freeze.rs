@@ -5,9 +5,14 @@
 //!
 //! The freeze walks the task list under RCU and sends each userspace thread group a private
 //! `SIGSTOP` (which no handler, mask or init protection can refuse), kicking the CPUs its threads
-//! run on. It then walks again until one walk finds every target's threads in a job-control or
-//! ptrace stop and no group it has not seen: a task forked during a walk is caught by a later
-//! one, and once its parent is stopped, the parent cannot fork again. A tracer that cancels the
+//! run on. It then walks again until one walk finds every target's threads quiet and no group it
+//! has not seen: a task forked during a walk is caught by a later one, and once its parent is
+//! stopped, the parent cannot fork again. A thread is quiet when it is in a job-control or ptrace
+//! stop, exiting, or asleep in the kernel with its stop pending: such a sleep may never end by
+//! itself (I/O on a suspended device, a vfork parent whose child is stopped, a FUSE or NFS wait),
+//! and when it does end the thread stops on its way back to user space. Whatever it does in the
+//! kernel meanwhile cannot reach an image: user memory is copy-on-write from the atomic point and
+//! the disks are snapshotted (`Documentation/power/hibsnap.rst`). A tracer that cancels the
 //! `SIGSTOP` of its tracee is itself being stopped; the stop is re-sent to any group that is not
 //! stopped yet, so it is finally delivered while the tracer can no longer act.
 //!
@@ -16,6 +21,11 @@
 //! and to no others: a group that was already stopped before the freeze is not recorded, and so
 //! stays stopped.
 
+use crate::put_ne;
+use core::mem::{
+    offset_of,
+    size_of, //
+};
 use kernel::{
     anon_inode::{
         self,
@@ -25,6 +35,7 @@ use kernel::{
         capable,
         Capability, //
     },
+    ioctl::_IOR,
     prelude::*,
     rbtree::RBTree,
     signal::{
@@ -50,6 +61,10 @@ use kernel::{
         Delta,
         Instant,
         Monotonic, //
+    },
+    uaccess::{
+        UserPtr,
+        UserSlice, //
     },
     uapi, //
 };
@@ -144,14 +159,33 @@ impl Exempt {
     }
 }
 
-/// Whether a thread is out of the way: stopped (`T` or `t`) or exiting.
-fn thread_stopped(t: &Task) -> bool {
-    t.is_stopped_or_traced() || t.is_exiting()
+/// Where a thread of a target group stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ThreadState {
+    /// In a job-control or ptrace stop (`T`, `t`), or exiting.
+    Stopped,
+    /// Asleep in the kernel with its stop pending: it stops on its way back to user space.
+    Asleep,
+    /// Running, or asleep without its stop pending (the stop is sent again).
+    Running,
 }
 
-/// Whether every thread of `leader`'s group has stopped or is exiting.
-fn group_stopped(leader: &Task, guard: &rcu::Guard) -> bool {
-    leader.threads(guard).all(thread_stopped)
+fn thread_state(t: &Task) -> ThreadState {
+    if t.is_stopped_or_traced() || t.is_exiting() {
+        ThreadState::Stopped
+    } else if t.is_asleep() && t.stop_pending() {
+        ThreadState::Asleep
+    } else {
+        ThreadState::Running
+    }
+}
+
+/// Whether every thread of `leader`'s group is quiet: stopped, exiting, or asleep with its stop
+/// pending.
+fn group_quiet(leader: &Task, guard: &rcu::Guard) -> bool {
+    leader
+        .threads(guard)
+        .all(|t| thread_state(t) != ThreadState::Running)
 }
 
 /// Whether `set` holds this very task for its tgid (a tgid may be reused after an exit).
@@ -166,6 +200,8 @@ struct StopSet {
     stopped: RBTree<Pid, ARef<Task>>,
     /// Groups found already stopped when first seen: never continued by us.
     prestopped: RBTree<Pid, ARef<Task>>,
+    /// A thread group to treat as never quiet, for tests of the timeout (`0`: none).
+    stubborn: Pid,
 }
 
 /// What one walk over the task list found.
@@ -177,11 +213,34 @@ struct Walk {
 }
 
 impl StopSet {
-    fn new() -> Self {
+    fn new(stubborn: Pid) -> Self {
         StopSet {
             stopped: RBTree::new(),
             prestopped: RBTree::new(),
+            stubborn,
         }
+    }
+
+    /// Whether `leader`'s group counts as quiet.
+    fn quiet(&self, leader: &Task, guard: &rcu::Guard) -> bool {
+        leader.tgid() != self.stubborn && group_quiet(leader, guard)
+    }
+
+    /// Counts the groups held and their threads by state, now.
+    fn status(&self) -> Status {
+        let guard = rcu::read_lock();
+        let mut status = Status::default();
+        for leader in Iterator::chain(self.stopped.values(), self.prestopped.values()) {
+            status.groups += 1;
+            for t in leader.threads(&guard) {
+                match thread_state(t) {
+                    ThreadState::Stopped => status.stopped += 1,
+                    ThreadState::Asleep => status.asleep += 1,
+                    ThreadState::Running => status.running += 1,
+                }
+            }
+        }
+        status
     }
 
     /// Walks the task list once: stops groups not seen before, re-sends the stop to our groups
@@ -208,7 +267,7 @@ impl StopSet {
                 continue;
             }
             if holds(&self.stopped, leader) {
-                if !group_stopped(leader, &guard) {
+                if !self.quiet(leader, &guard) {
                     walk.all_stopped = false;
                     // A tracer may have cancelled the stop, or the group may be mid-exec: send it
                     // again, and kick every thread so that running ones notice it now.
@@ -248,12 +307,13 @@ impl StopSet {
         Ok(())
     }
 
-    /// Logs the groups that have not stopped, for a freeze that timed out.
+    /// Logs the threads that are not quiet, for a freeze that timed out.
     fn report_stubborn(&self, timeout_ms: u32) {
         let guard = rcu::read_lock();
         for leader in self.stopped.values() {
+            let stubborn = leader.tgid() == self.stubborn;
             for t in leader.threads(&guard) {
-                if !thread_stopped(t) {
+                if stubborn || thread_state(t) == ThreadState::Running {
                     pr_err!(
                         "freeze: task {}:{} (thread group {}) did not stop within {} ms\n",
                         t.comm(),
@@ -276,23 +336,70 @@ impl Drop for StopSet {
     }
 }
 
+/// The threads of the groups a freeze holds, by state (`struct hibsnap_freeze_status`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Status {
+    groups: u32,
+    stopped: u32,
+    asleep: u32,
+    running: u32,
+}
+
+impl Status {
+    /// The status in its UAPI layout, native-endian.
+    fn to_uapi(self) -> [u8; size_of::<uapi::hibsnap_freeze_status>()] {
+        type S = uapi::hibsnap_freeze_status;
+        let mut out = [0u8; size_of::<S>()];
+        put_ne(&mut out, offset_of!(S, groups), &self.groups.to_ne_bytes());
+        put_ne(
+            &mut out,
+            offset_of!(S, stopped),
+            &self.stopped.to_ne_bytes(),
+        );
+        put_ne(&mut out, offset_of!(S, asleep), &self.asleep.to_ne_bytes());
+        put_ne(
+            &mut out,
+            offset_of!(S, running),
+            &self.running.to_ne_bytes(),
+        );
+        out
+    }
+}
+
+/// `HIBSNAP_IOC_FREEZE_STATUS`.
+const IOC_FREEZE_STATUS: u32 = _IOR::<uapi::hibsnap_freeze_status>(uapi::HIBSNAP_IOC_MAGIC, 0x02);
+
 /// A held freeze: the object behind the file descriptor `freeze_processes(2)` returns.
 #[pin_data]
 struct Frozen {
-    // Held for their `Drop`. Field order matters: the tasks are continued before the freeze is
+    // Field order matters: the tasks are continued (`stop_set` dropped) before the freeze is
     // released.
-    _stop_set: StopSet,
+    stop_set: StopSet,
     _held: Held,
 }
 
 #[vtable]
 impl AnonInodeFile for Frozen {
     const NAME: &'static CStr = c"[hibsnap-freeze]";
+
+    fn ioctl(&self, cmd: u32, arg: usize) -> Result<isize> {
+        match cmd {
+            IOC_FREEZE_STATUS => {
+                let bytes = self.stop_set.status().to_uapi();
+                UserSlice::new(UserPtr::from_addr(arg), bytes.len())
+                    .writer()
+                    .write_slice(&bytes)?;
+                Ok(0)
+            }
+            _ => Err(ENOTTY),
+        }
+    }
 }
 
-/// Stops every target thread group; returns when all have stopped.
-fn stop_all(exempt: &Exempt, timeout_ms: u32) -> Result<StopSet> {
-    let mut set = StopSet::new();
+/// Stops every target thread group; returns when all are quiet (stopped, or asleep in the kernel
+/// with their stop pending).
+fn stop_all(exempt: &Exempt, timeout_ms: u32, stubborn: Pid) -> Result<StopSet> {
+    let mut set = StopSet::new(stubborn);
     let start = Instant::<Monotonic>::now();
     let mut nap = Delta::from_micros(100);
     loop {
@@ -314,23 +421,29 @@ fn stop_all(exempt: &Exempt, timeout_ms: u32) -> Result<StopSet> {
 }
 
 /// `freeze_processes(2)`: returns the file descriptor that owns the freeze.
-pub(crate) fn freeze_processes(flags: u32, timeout_ms: u32) -> Result<u32> {
+///
+/// `stubborn` names a thread group to treat as never quiet, for tests of the timeout (`0`: none).
+pub(crate) fn freeze_processes(flags: u32, timeout_ms: u32, stubborn: u32) -> Result<u32> {
     FreezeFlags::try_from(flags)?;
     if !capable(Capability::SysAdmin) {
         return Err(EPERM);
     }
     let held = Held::acquire()?;
     let start = Instant::<Monotonic>::now();
-    let stop_set = stop_all(&Exempt::of_current(), timeout_ms)?;
+    let stubborn = Pid::try_from(stubborn).unwrap_or(0);
+    let stop_set = stop_all(&Exempt::of_current(), timeout_ms, stubborn)?;
+    let status = stop_set.status();
     pr_debug!(
-        "freeze: {} thread groups stopped ({} already stopped) in {} us\n",
-        stop_set.stopped.values().count(),
+        "freeze: {} thread groups held ({} already stopped), {} threads stopped, {} asleep, in {} us\n",
+        status.groups,
         stop_set.prestopped.values().count(),
+        status.stopped,
+        status.asleep,
         start.elapsed().as_micros_ceil()
     );
     let held = held.owned_by(current!().tgid());
     anon_inode::install_fd(try_pin_init!(Frozen {
-        _stop_set: stop_set,
+        stop_set,
         _held: held,
     }? Error))
 }

@@ -50,39 +50,57 @@ module! {
 /// The pipeline step of `snapshot_kernel(2)` to fail, for tests (`0`: none).
 static FAIL_STEP: Atomic<u32> = Atomic::new(0);
 
-/// `/sys/kernel/debug/hibsnap/fail_step`: reads and writes [`FAIL_STEP`].
-struct FailStep;
+/// A thread group `freeze_processes(2)` must treat as never quiet, for tests of its timeout
+/// (`0`: none).
+static STUBBORN_TGID: Atomic<u32> = Atomic::new(0);
 
-impl fmt::Debug for FailStep {
+/// A number in debugfs, read and written as text, for tests.
+struct Knob(&'static Atomic<u32>);
+
+impl fmt::Debug for Knob {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", FAIL_STEP.load(ordering::Relaxed))
+        write!(f, "{}", self.0.load(ordering::Relaxed))
     }
 }
 
-impl Reader for FailStep {
+impl Reader for Knob {
     fn read_from_slice(&self, reader: &mut UserSliceReader) -> Result {
-        FAIL_STEP.read_from_slice(reader)
+        self.0.read_from_slice(reader)
     }
 }
 
 struct Hibsnap {
-    _fail_step: Pin<KBox<debugfs::File<FailStep>>>,
+    _fail_step: Pin<KBox<debugfs::File<Knob>>>,
+    _stubborn_tgid: Pin<KBox<debugfs::File<Knob>>>,
     _debugfs: debugfs::Dir,
 }
 
 impl kernel::Module for Hibsnap {
     fn init(_module: &'static ThisModule) -> Result<Self> {
         let dir = debugfs::Dir::new(c"hibsnap");
-        let fail_step = KBox::pin_init(dir.read_write_file(c"fail_step", FailStep), GFP_KERNEL)?;
+        let fail_step = KBox::pin_init(
+            dir.read_write_file(c"fail_step", Knob(&FAIL_STEP)),
+            GFP_KERNEL,
+        )?;
+        let stubborn_tgid = KBox::pin_init(
+            dir.read_write_file(c"stubborn_tgid", Knob(&STUBBORN_TGID)),
+            GFP_KERNEL,
+        )?;
         pr_info!(
             "freeze_processes(2) and snapshot_kernel(2) ready, timeout {} ms\n",
             module_parameters::freeze_timeout_ms.value()
         );
         Ok(Hibsnap {
             _fail_step: fail_step,
+            _stubborn_tgid: stubborn_tgid,
             _debugfs: dir,
         })
     }
+}
+
+/// Copies `bytes` into `out` at `offset`: one field of a UAPI struct laid out in bytes.
+fn put_ne(out: &mut [u8], offset: usize, bytes: &[u8]) {
+    out[offset..offset + bytes.len()].copy_from_slice(bytes);
 }
 
 /// Turns a syscall's result into its return value: a non-negative value, or a negative errno.
@@ -102,7 +120,8 @@ fn syscall_return(result: Result<u32>) -> c_long {
 #[export]
 pub unsafe extern "C" fn hibsnap_freeze_processes(flags: c_uint) -> c_long {
     let timeout_ms = module_parameters::freeze_timeout_ms.value();
-    syscall_return(freeze::freeze_processes(flags, timeout_ms))
+    let stubborn = STUBBORN_TGID.load(ordering::Relaxed);
+    syscall_return(freeze::freeze_processes(flags, timeout_ms, stubborn))
 }
 
 /// The body of `snapshot_kernel(2)`, called by the C shim in `syscalls.c`.

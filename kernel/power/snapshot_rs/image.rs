@@ -10,7 +10,10 @@
 //! the image: the dm-hibsnap snapshot is merged back (nothing written meanwhile is lost), then
 //! the references on the pages read in place are dropped and the image's memory freed.
 
-use crate::snapshot::Kept;
+use crate::{
+    put_ne,
+    snapshot::Kept, //
+};
 use core::mem::{
     offset_of,
     size_of, //
@@ -111,9 +114,7 @@ fn uapi_geometry(
 ) -> [u8; size_of::<uapi::hibsnap_geometry>()] {
     type G = uapi::hibsnap_geometry;
     let mut out = [0u8; size_of::<G>()];
-    let mut put = |offset: usize, bytes: &[u8]| {
-        out[offset..offset + bytes.len()].copy_from_slice(bytes);
-    };
+    let mut put = |offset: usize, bytes: &[u8]| put_ne(&mut out, offset, bytes);
     put(
         offset_of!(G, copied_pages),
         &(geo.copied as u64).to_ne_bytes(),

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
@@ -33,6 +34,10 @@
 #include "hibsnap_util.h"
 
 #define MAX_CHILDREN 1100
+/* A dm-linear device over /dev/ram3 that the sleeper tests suspend. */
+#define SLEEP_NAME "hssleep"
+#define SLEEP_DEV "/dev/mapper/" SLEEP_NAME
+#define STUBBORN_TGID "/sys/kernel/debug/hibsnap/stubborn_tgid"
 
 static pid_t proc_ppid(pid_t pid)
 {
@@ -153,6 +158,9 @@ FIXTURE_TEARDOWN(freeze)
 
 	if (self->fd >= 0)
 		close(self->fd);
+	/* A sleeper test that failed may leave its device suspended, its tasks in D. */
+	run(NULL, 0, "dmsetup resume " SLEEP_NAME " 2>/dev/null; dmsetup remove " SLEEP_NAME
+	    " 2>/dev/null");
 	for (i = 0; i < nr_children; i++) {
 		kill(-children[i], SIGKILL);
 		kill(children[i], SIGKILL);
@@ -725,33 +733,143 @@ static void run_vfork_parent(void *arg)
 	_exit(0);
 }
 
-/* A vfork parent waits for its stopped child: the freeze times out, names it, and undoes itself. */
+static int freeze_status(int fd, struct hibsnap_freeze_status *st)
+{
+	memset(st, 0xff, sizeof(*st));
+	return ioctl(fd, HIBSNAP_IOC_FREEZE_STATUS, st);
+}
+
+/* Waits up to 10 s for @pid to be in state @state. */
+static bool reaches_state(pid_t pid, char state)
+{
+	double deadline = now_s() + 10;
+
+	while (proc_state(pid) != state && now_s() < deadline)
+		usleep(1000);
+	return proc_state(pid) == state;
+}
+
+/* Reads a block of the suspended device: asleep in D until it is resumed. */
+static void run_device_reader(void *arg)
+{
+	void *buf = aligned_alloc(4096, 4096);
+	int fd = open(SLEEP_DEV, O_RDONLY | O_DIRECT | O_CLOEXEC);
+
+	(void)arg;
+	_exit(fd >= 0 && buf && pread(fd, buf, 4096, 0) == 4096 ? 0 : 1);
+}
+
+/* Writes a block of the suspended device and syncs it: asleep in D until it is resumed. */
+static void run_device_syncer(void *arg)
+{
+	char buf[4096];
+	int fd = open(SLEEP_DEV, O_WRONLY | O_CLOEXEC);
+
+	(void)arg;
+	memset(buf, 0x5a, sizeof(buf));
+	_exit(fd >= 0 && pwrite(fd, buf, sizeof(buf), 4096) == sizeof(buf) && !fsync(fd) ? 0 : 1);
+}
+
+/*
+ * Tasks asleep in the kernel in sleeps that never end by themselves do not
+ * fail the freeze: a vfork parent whose child the freeze stops (a killable
+ * wait), a reader and a syncer of a suspended device-mapper device
+ * (uninterruptible). The freeze returns with them asleep and counted as
+ * such; once the device resumes they stop on their way back to user space
+ * and are counted as stopped; after the release they finish their I/O.
+ */
+TEST_F_TIMEOUT(freeze, sleepers_do_not_fail_the_freeze, 120)
+{
+	struct hibsnap_freeze_status st, st2;
+	pid_t parent, vchild, reader, syncer;
+	int status;
+	double t0;
+
+	ASSERT_EQ(0, run(NULL, 0, "dmsetup create " SLEEP_NAME
+			 " --table '0 8192 linear /dev/ram3 0' && dmsetup mknodes " SLEEP_NAME));
+	parent = spawn(run_vfork_parent, NULL);
+	ASSERT_GT(parent, 0);
+	while ((vchild = find_child(parent)) < 0)
+		usleep(1000);
+	ASSERT_EQ(0, run(NULL, 0, "dmsetup suspend " SLEEP_NAME));
+	reader = spawn(run_device_reader, NULL);
+	syncer = spawn(run_device_syncer, NULL);
+	ASSERT_GT(reader, 0);
+	ASSERT_GT(syncer, 0);
+	ASSERT_TRUE(reaches_state(reader, 'D'));
+	ASSERT_TRUE(reaches_state(syncer, 'D'));
+
+	t0 = now_s();
+	self->fd = sys_freeze_processes(0);
+	ASSERT_LE(0, self->fd) TH_LOG("freeze failed after %.1f s: %s", now_s() - t0,
+				      strerror(errno));
+	TH_LOG("freeze took %.2f s with three tasks asleep", now_s() - t0);
+	EXPECT_EQ('D', proc_state(parent));
+	EXPECT_EQ('D', proc_state(reader));
+	EXPECT_EQ('D', proc_state(syncer));
+	EXPECT_EQ('T', proc_state(vchild));
+	ASSERT_EQ(0, freeze_status(self->fd, &st));
+	TH_LOG("held %u groups: %u threads stopped, %u asleep, %u running", st.groups, st.stopped,
+	       st.asleep, st.running);
+	EXPECT_LE(3U, st.asleep);
+	EXPECT_EQ(0U, st.running);
+
+	/* The device resumes: the reader and the syncer wake, and stop. */
+	ASSERT_EQ(0, run(NULL, 0, "dmsetup resume " SLEEP_NAME));
+	EXPECT_TRUE(reaches_state(reader, 'T'));
+	EXPECT_TRUE(reaches_state(syncer, 'T'));
+	ASSERT_EQ(0, freeze_status(self->fd, &st2));
+	EXPECT_EQ(st.asleep - 2, st2.asleep);
+	EXPECT_EQ(st.stopped + 2, st2.stopped);
+	EXPECT_EQ('D', proc_state(parent));
+
+	/* Released: they run on and their I/O succeeded. */
+	close(self->fd);
+	self->fd = -1;
+	EXPECT_EQ(reader, waitpid(reader, &status, 0));
+	EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	EXPECT_EQ(syncer, waitpid(syncer, &status, 0));
+	EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	EXPECT_FALSE(stopped(vchild));
+	kill(-parent, SIGKILL);
+	EXPECT_EQ(0, run(NULL, 0, "dmsetup remove " SLEEP_NAME));
+}
+
+/*
+ * A thread group that cannot be made quiet (here by the stubborn_tgid test
+ * knob; in life a task running in the kernel for the whole timeout, or one
+ * an exempt task keeps continuing): the freeze times out, names it, and
+ * undoes itself.
+ */
 TEST_F_TIMEOUT(freeze, timeout_names_stubborn_task, 120)
 {
-	char line[1024], needle[64];
-	pid_t parent;
+	char line[1024], needle[64], num[16];
+	pid_t stubborn, other;
 	int kmsg, fd, err, found = 0;
 	double t0;
 	ssize_t n;
 
-	parent = spawn(run_vfork_parent, NULL);
-	ASSERT_GT(parent, 0);
-	/* Wait until the vfork child exists. */
-	while (find_child(parent) < 0)
-		usleep(1000);
-
+	if (access(STUBBORN_TGID, W_OK))
+		SKIP(return, "no %s (CONFIG_DEBUG_FS?)", STUBBORN_TGID);
+	stubborn = spawn(run_sleeper, NULL);
+	other = spawn(run_busy, NULL);
+	ASSERT_GT(stubborn, 0);
+	ASSERT_GT(other, 0);
 	kmsg = open("/dev/kmsg", O_RDONLY | O_NONBLOCK | O_CLOEXEC);
 	ASSERT_GE(kmsg, 0);
 	lseek(kmsg, 0, SEEK_END);
+	snprintf(num, sizeof(num), "%d", stubborn);
+	ASSERT_EQ(0, write_str(STUBBORN_TGID, num));
 	t0 = now_s();
 	fd = sys_freeze_processes(0);
 	err = errno;
+	ASSERT_EQ(0, write_str(STUBBORN_TGID, "0"));
 	TH_LOG("freeze failed after %.1f s", now_s() - t0);
 	EXPECT_EQ(-1, fd);
 	EXPECT_EQ(ETIMEDOUT, err);
 	if (fd >= 0)
 		close(fd);
-	snprintf(needle, sizeof(needle), ":%d (thread group %d) did not stop", parent, parent);
+	snprintf(needle, sizeof(needle), ":%d (thread group %d) did not stop", stubborn, stubborn);
 	while ((n = read(kmsg, line, sizeof(line) - 1)) > 0) {
 		line[n] = 0;
 		if (strstr(line, needle))
@@ -759,8 +877,8 @@ TEST_F_TIMEOUT(freeze, timeout_names_stubborn_task, 120)
 	}
 	close(kmsg);
 	EXPECT_TRUE(found) TH_LOG("no \"%s\" in the kernel log", needle);
-	EXPECT_FALSE(stopped(parent));
-	EXPECT_FALSE(stopped(find_child(parent)));
+	EXPECT_FALSE(stopped(stubborn));
+	EXPECT_FALSE(stopped(other));
 }
 
 /* 100 freeze/release cycles leak no fd and no memory. */

@@ -66,6 +66,18 @@ static inline long meminfo_kb(const char *key)
 	return proc_number("/proc/meminfo", key, ':');
 }
 
+/* Writes @s to the file @path (a sysfs or debugfs knob); 0 or -1. */
+static inline int write_str(const char *path, const char *s)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC), ok;
+
+	if (fd < 0)
+		return -1;
+	ok = write(fd, s, strlen(s)) == (ssize_t)strlen(s);
+	close(fd);
+	return ok ? 0 : -1;
+}
+
 /* CLOCK_MONOTONIC in seconds. */
 static inline double now_s(void)
 {

@@ -95,17 +95,6 @@ static void reap(pid_t pid)
 	waitpid(pid, NULL, 0);
 }
 
-static int write_str(const char *path, const char *s)
-{
-	int fd = open(path, O_WRONLY | O_CLOEXEC), ok;
-
-	if (fd < 0)
-		return -1;
-	ok = write(fd, s, strlen(s)) == (ssize_t)strlen(s);
-	close(fd);
-	return ok ? 0 : -1;
-}
-
 /* mainline: /dev/snapshot's SNAPSHOT_CREATE_IMAGE, freezer and all. */
 static int devsnapshot_create(void)
 {
