@@ -463,6 +463,11 @@ impl LiveImage {
         geo
     }
 
+    /// Whether the image was dropped to give memory back: it can no longer be read.
+    pub fn is_dropped(&self) -> bool {
+        Self::raw_geometry().dropped
+    }
+
     /// How long interrupts were off at the atomic point, given `measured_ns`, the length of
     /// [`AtomicPoint`] as `local_clock()` saw it ([`AtomicPoint::end`]). On x86 the clock is set
     /// back across taking the image to where it was before (`restore_processor_state()`), so

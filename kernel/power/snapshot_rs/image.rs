@@ -115,40 +115,24 @@ fn uapi_geometry(
     type G = uapi::hibsnap_geometry;
     let mut out = [0u8; size_of::<G>()];
     let mut put = |offset: usize, bytes: &[u8]| put_ne(&mut out, offset, bytes);
-    put(
-        offset_of!(G, copied_pages),
-        &(geo.copied as u64).to_ne_bytes(),
-    );
-    put(
-        offset_of!(G, streamed_pages),
-        &(geo.streamed as u64).to_ne_bytes(),
-    );
-    put(offset_of!(G, zero_pages), &(geo.zero as u64).to_ne_bytes());
-    put(offset_of!(G, meta_pages), &(geo.meta as u64).to_ne_bytes());
-    put(
-        offset_of!(G, image_bytes),
-        &(image_bytes as u64).to_ne_bytes(),
-    );
+    let pages = [
+        (offset_of!(G, copied_pages), geo.copied),
+        (offset_of!(G, streamed_pages), geo.streamed),
+        (offset_of!(G, zero_pages), geo.zero),
+        (offset_of!(G, meta_pages), geo.meta),
+        (offset_of!(G, image_bytes), image_bytes),
+        (offset_of!(G, cow_pages), geo.cow),
+        (offset_of!(G, denied_pages), geo.denied),
+        (offset_of!(G, pinned_pages), geo.pinned),
+        (offset_of!(G, swapcache_pages), geo.swapcache),
+        (offset_of!(G, exclusive_pages), geo.exclusive),
+    ];
+    for (offset, value) in pages {
+        put(offset, &(value as u64).to_ne_bytes());
+    }
     put(offset_of!(G, page_size), &(PAGE_SIZE as u32).to_ne_bytes());
     put(offset_of!(G, flags), &flags.to_ne_bytes());
     put(offset_of!(G, atomic_ns), &geo.atomic_ns.to_ne_bytes());
-    put(offset_of!(G, cow_pages), &(geo.cow as u64).to_ne_bytes());
-    put(
-        offset_of!(G, denied_pages),
-        &(geo.denied as u64).to_ne_bytes(),
-    );
-    put(
-        offset_of!(G, pinned_pages),
-        &(geo.pinned as u64).to_ne_bytes(),
-    );
-    put(
-        offset_of!(G, swapcache_pages),
-        &(geo.swapcache as u64).to_ne_bytes(),
-    );
-    put(
-        offset_of!(G, exclusive_pages),
-        &(geo.exclusive as u64).to_ne_bytes(),
-    );
     out
 }
 
@@ -156,7 +140,7 @@ impl Stream {
     /// Copies as much of the stream into `dest` as fits; returns the number of bytes copied.
     fn read(&mut self, dest: &mut IovIterDest<'_>) -> Result<usize> {
         // Not even the rest of a page already begun, once the image is dropped.
-        if self.image.geometry().dropped {
+        if self.image.is_dropped() {
             return Err(ENOMEM);
         }
         let mut done = 0;
@@ -201,7 +185,7 @@ impl AnonInodeFile for Image {
         match cmd {
             IOC_GEOMETRY => {
                 let dropped = match &*self.stream.lock() {
-                    Some(stream) => stream.image.geometry().dropped,
+                    Some(stream) => stream.image.is_dropped(),
                     None => false,
                 };
                 let bytes = self.geometry_bytes(dropped);
