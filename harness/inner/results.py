@@ -61,6 +61,9 @@ KINDS = {
     'harness': 'run integrity (boots, markers, plans, kernel log)',
 }
 
+# A kselftest's benchmark figures: '# HIBSNAP-BENCH what'.
+BENCH = 'HIBSNAP-BENCH '
+
 
 def is_skip(directive):
     return (directive or '').strip().upper().startswith('SKIP')
@@ -330,6 +333,11 @@ def test_run(args, tally):
             lines = lines[at + 1:]
         stream += [(name, l) for l in lines]
     kselftests(stream, tally, args.kselftests)
+    bench = [l.split(BENCH, 1)[1] for _, l in stream if BENCH in l]
+    if bench:
+        print('benchmarks (printed, not asserted; under TCG only ratios mean anything):')
+        for line in bench:
+            print(f'  {line}')
     for spec in args.extra:
         kind, _, path = spec.partition('=')
         print(f'{KINDS[kind]}:')

@@ -130,6 +130,11 @@ def other_test_skipped(logs):
     logs.sub('test-tests.log', r'^(ok \d+ freeze\.einval_on_unknown_flags)$', r'\1 # SKIP doctored')
 
 
+def benchmark_printed(logs):
+    # A kselftest's benchmark line is collected and printed, not counted.
+    logs.sub('test-tests.log', r'^(ok 1 freeze\.\S+)$', r'# HIBSNAP-BENCH freeze n=1000 (doctored)\n\1')
+
+
 def result_missing(logs):
     # One result line gone, the plan unchanged.
     logs.drop('test-tests.log', r'^ok \d+ freeze\.all_threads_stop$')
@@ -194,6 +199,7 @@ CASES = [
     ('headline test skipped', headline_skipped, False,
      r'more_than_half_of_ram: a headline test must run, but it was skipped'),
     ('other test skipped: listed, not failed', other_test_skipped, True, r'^  freeze_test: freeze\.einval_on_unknown_flags \(doctored\)$'),
+    ('benchmark line printed, not counted', benchmark_printed, True, r'^  freeze n=1000 \(doctored\)$'),
     ('result missing under an unchanged plan', result_missing, False, r'freeze_test: .*(results missing|plan 1\.\.)'),
     ('test boot without its end marker', test_boot_without_end, False, r'boot test: /init did not reach its end marker'),
     ('round trip: first boot killed', roundtrip_save_killed, False, r'boot rt-save: QEMU timed out'),

@@ -3,6 +3,7 @@
 #include <linux/ptrace.h>
 #include <linux/sched.h>
 #include <linux/sched/signal.h>
+#include <linux/sched/task.h>
 #include <linux/string.h>
 
 __rust_helper struct task_struct *rust_helper_next_task(struct task_struct *p)
@@ -51,4 +52,14 @@ __rust_helper bool rust_helper_task_stop_pending(struct task_struct *p)
 	return (READ_ONCE(p->jobctl) & JOBCTL_STOP_PENDING) ||
 	       sigismember(&p->pending.signal, SIGSTOP) ||
 	       sigismember(&p->signal->shared_pending.signal, SIGSTOP);
+}
+
+__rust_helper void rust_helper_tasklist_read_lock(void)
+{
+	read_lock(&tasklist_lock);
+}
+
+__rust_helper void rust_helper_tasklist_read_unlock(void)
+{
+	read_unlock(&tasklist_lock);
 }

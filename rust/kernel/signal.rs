@@ -94,4 +94,21 @@ impl Task {
             bindings::do_send_sig_info(sig.as_raw(), SEND_SIG_PRIV, self.as_ptr(), target.as_raw())
         })
     }
+
+    /// Stops this task's thread group with a private `SIGSTOP`, as
+    /// `send_signal_private(Signal::STOP, Target::ThreadGroup)` does, and stops the global init
+    /// too, which no signal stops otherwise.
+    ///
+    /// For a freeze of all of userspace, which continues every group it stopped with
+    /// [`Signal::CONT`]; that continues the global init like any other group.
+    ///
+    /// Returns `ESRCH` if the group has already exited.
+    #[cfg(CONFIG_HIBSNAP)]
+    #[inline]
+    pub fn stop_thread_group(&self) -> Result {
+        // SAFETY: `self.as_ptr()` is a valid task for the duration of the call by the type
+        // invariants of `Task`; the function takes the sighand lock itself and copes with an
+        // exiting task.
+        to_result(unsafe { bindings::kernel_stop_thread_group(self.as_ptr()) })
+    }
 }

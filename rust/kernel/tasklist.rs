@@ -13,7 +13,8 @@ use crate::{
     bindings,
     fmt,
     sync::rcu,
-    task::Task, //
+    task::Task,
+    types::NotThreadSafe, //
 };
 use core::{
     marker::PhantomData,
@@ -43,6 +44,43 @@ pub fn processes(_guard: &rcu::Guard) -> Processes<'_> {
         head,
         cur: head,
         _guard: PhantomData,
+    }
+}
+
+/// A read hold on the task list: `read_lock(&tasklist_lock)`, see [`read_lock`].
+///
+/// While it is held no task joins or leaves the task list (`fork()` and `exit()` take the lock
+/// for writing), and the holder runs with preemption disabled: it must not sleep, and allocates
+/// with `GFP_ATOMIC` or within capacity reserved beforehand.
+pub struct ReadLock {
+    _not_send: NotThreadSafe,
+}
+
+/// Takes the task list lock for reading, as the kernel's freezer and `kill(-1, sig)` do to walk
+/// every task in one go: a walk that sends signals to many tasks cannot be preempted half-way by
+/// the tasks it has not reached yet.
+///
+/// # Examples
+///
+/// ```
+/// use kernel::{sync::rcu, tasklist};
+///
+/// let guard = rcu::read_lock();
+/// let _tasks = tasklist::read_lock();
+/// assert!(tasklist::processes(&guard).count() > 1);
+/// ```
+pub fn read_lock() -> ReadLock {
+    // SAFETY: `tasklist_lock` is a static lock that lives forever; it is released by `Drop`.
+    unsafe { bindings::tasklist_read_lock() };
+    ReadLock {
+        _not_send: NotThreadSafe,
+    }
+}
+
+impl Drop for ReadLock {
+    fn drop(&mut self) {
+        // SAFETY: `read_lock` took the lock for reading, on this CPU (`ReadLock` is not `Send`).
+        unsafe { bindings::tasklist_read_unlock() };
     }
 }
 
@@ -155,13 +193,6 @@ impl Task {
     #[inline]
     pub fn is_kernel_thread(&self) -> bool {
         self.flags() & bindings::PF_KTHREAD != 0
-    }
-
-    /// Returns whether this task belongs to the global init's thread group (pid 1 of the initial
-    /// pid namespace), which the kernel protects from `SIGKILL` and `SIGSTOP`.
-    #[inline]
-    pub fn is_global_init(&self) -> bool {
-        self.tgid() == 1
     }
 
     /// Returns whether this thread has started to exit (`PF_EXITING`).

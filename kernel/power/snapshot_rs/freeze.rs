@@ -49,7 +49,7 @@ use kernel::{
             Atomic,
             AtomicFlag, //
         },
-        rcu,
+        rcu, Arc, Completion,
     },
     task::{
         Pid,
@@ -66,7 +66,14 @@ use kernel::{
         UserPtr,
         UserSlice, //
     },
-    uapi, //
+    uapi,
+    workqueue::{
+        self,
+        impl_has_work,
+        new_work,
+        Work,
+        WorkItem, //
+    }, //
 };
 
 /// Set while a freeze is held; a second `freeze_processes(2)` fails with `EBUSY` meanwhile.
@@ -116,8 +123,7 @@ impl TryFrom<u32> for FreezeFlags {
 }
 
 /// The thread groups a freeze must leave running: the caller's and its tracer's. The global init is
-/// left running too: the signal code refuses `SIGSTOP` to it (`sig_task_ignored()`), whoever sends
-/// it.
+/// stopped like any other group ([`Task::stop_thread_group`]).
 struct Exempt {
     caller: Pid,
     tracer: Option<Pid>,
@@ -130,8 +136,6 @@ enum Class {
     Kernel,
     /// The caller or its tracer: left running.
     Exempt,
-    /// The global init, which cannot be sent `SIGSTOP`: left running.
-    GlobalInit,
     /// A userspace thread group to stop.
     Target,
 }
@@ -149,8 +153,6 @@ impl Exempt {
     fn classify(&self, leader: &Task) -> Class {
         if leader.is_kernel_thread() {
             Class::Kernel
-        } else if leader.is_global_init() {
-            Class::GlobalInit
         } else if leader.tgid() == self.caller || Some(leader.tgid()) == self.tracer {
             Class::Exempt
         } else {
@@ -204,12 +206,19 @@ struct StopSet {
     stubborn: Pid,
 }
 
+/// A thread group a walk saw for the first time.
+struct Found {
+    leader: ARef<Task>,
+    /// Whether the walk sent it the stop; if not, it was already stopped.
+    stopped_by_us: bool,
+}
+
 /// What one walk over the task list found.
 struct Walk {
-    /// Groups seen for the first time: to stop, or recorded as already stopped.
-    new: KVec<ARef<Task>>,
-    /// Whether every known target group had fully stopped.
-    all_stopped: bool,
+    /// Groups seen for the first time, to record.
+    new: KVVec<Found>,
+    /// Whether every known target group was quiet, and no new one was found.
+    all_quiet: bool,
 }
 
 impl StopSet {
@@ -243,66 +252,81 @@ impl StopSet {
         status
     }
 
-    /// Walks the task list once: stops groups not seen before, re-sends the stop to our groups
-    /// that have not stopped yet, and reports what it found.
-    fn walk(&self, exempt: &Exempt) -> Walk {
+    /// Walks the task list once, in one go under the task list lock: stops the groups not seen
+    /// before, re-sends the stop to our groups that are not quiet yet, and reports what it found.
+    ///
+    /// Sending every stop before the caller can be preempted is what keeps a freeze short when
+    /// many tasks spin: a task already told to stop gives the CPU up as soon as it gets it.
+    /// `room` is how many new groups the walk may take; the rest are found by the next walk.
+    fn walk(&self, exempt: &Exempt, room: usize) -> Result<Walk> {
         let mut walk = Walk {
-            new: KVec::new(),
-            all_stopped: true,
+            new: KVVec::with_capacity(room, GFP_KERNEL)?,
+            all_quiet: true,
         };
         let guard = rcu::read_lock();
+        let _tasks = tasklist::read_lock();
         for leader in tasklist::processes(&guard) {
             if exempt.classify(leader) != Class::Target {
                 continue;
             }
-            if holds(&self.prestopped, leader) {
-                if leader.is_group_stopped() {
-                    continue;
-                }
-                // Someone continued it since: it is a target like any other now.
-                walk.all_stopped = false;
-                if walk.new.push(ARef::from(leader), GFP_ATOMIC).is_err() {
-                    break;
-                }
-                continue;
-            }
-            if holds(&self.stopped, leader) {
+            let known_stopped = holds(&self.stopped, leader);
+            if known_stopped {
                 if !self.quiet(leader, &guard) {
-                    walk.all_stopped = false;
+                    walk.all_quiet = false;
                     // A tracer may have cancelled the stop, or the group may be mid-exec: send it
                     // again, and kick every thread so that running ones notice it now.
-                    let _ = leader.send_signal_private(Signal::STOP, Target::ThreadGroup);
+                    let _ = leader.stop_thread_group();
                     leader.threads(&guard).for_each(Task::kick);
                 }
                 continue;
             }
-            // A group not seen before. Memory cannot be reclaimed under RCU; if the atomic
-            // allocation fails, the group is simply found again by the next walk.
-            walk.all_stopped = false;
-            if walk.new.push(ARef::from(leader), GFP_ATOMIC).is_err() {
-                break;
-            }
-        }
-        walk
-    }
-
-    /// Records and stops the groups a walk found.
-    fn stop_new(&mut self, new: KVec<ARef<Task>>) -> Result {
-        for leader in new {
-            let tgid = leader.tgid();
-            if leader.is_group_stopped() {
-                self.prestopped
-                    .try_create_and_insert(tgid, leader, GFP_KERNEL)?;
+            // A group not seen before, or one that was stopped when first seen and that someone
+            // has continued since: a target like any other now.
+            let already = leader.is_group_stopped();
+            if already && holds(&self.prestopped, leader) {
                 continue;
             }
-            self.prestopped.remove(&tgid);
-            // Recorded before the signal is sent, so that an error cannot leave it stopped.
-            self.stopped
-                .try_create_and_insert(tgid, leader.clone(), GFP_KERNEL)?;
-            // `ESRCH` means the group exited meanwhile: nothing to stop, and nothing to continue.
-            let _ = leader.send_signal_private(Signal::STOP, Target::ThreadGroup);
-            let guard = rcu::read_lock();
-            leader.threads(&guard).for_each(Task::kick);
+            walk.all_quiet = false;
+            let found = Found {
+                leader: ARef::from(leader),
+                stopped_by_us: !already,
+            };
+            if walk.new.push_within_capacity(found).is_err() {
+                break;
+            }
+            if !already {
+                // `ESRCH`: the group is exiting, which counts as quiet; recorded all the same.
+                let _ = leader.stop_thread_group();
+                leader.threads(&guard).for_each(Task::kick);
+            }
+        }
+        Ok(walk)
+    }
+
+    /// Records the groups a walk found. Should recording fail, the groups the walk stopped and
+    /// that are not recorded yet are continued before the error is returned.
+    fn record(&mut self, new: KVVec<Found>) -> Result {
+        let mut new = new.into_iter();
+        while let Some(found) = new.next() {
+            let tgid = found.leader.tgid();
+            let recorded = if found.stopped_by_us {
+                self.prestopped.remove(&tgid);
+                self.stopped
+                    .try_create_and_insert(tgid, found.leader.clone(), GFP_KERNEL)
+            } else {
+                self.prestopped
+                    .try_create_and_insert(tgid, found.leader.clone(), GFP_KERNEL)
+            };
+            if let Err(e) = recorded {
+                for f in Iterator::chain(core::iter::once(found), new) {
+                    if f.stopped_by_us {
+                        let _ = f
+                            .leader
+                            .send_signal_private(Signal::CONT, Target::ThreadGroup);
+                    }
+                }
+                return Err(e);
+            }
         }
         Ok(())
     }
@@ -327,12 +351,83 @@ impl StopSet {
     }
 }
 
+/// Continues `groups`, in one go under the task list lock, as the stops were sent.
+fn continue_groups<'a>(groups: impl Iterator<Item = &'a ARef<Task>>) {
+    let _tasks = tasklist::read_lock();
+    for leader in groups {
+        // `ESRCH`: the group exited while stopped, there is nothing left to continue.
+        let _ = leader.send_signal_private(Signal::CONT, Target::ThreadGroup);
+    }
+}
+
+/// The release of a freeze, run by a high-priority worker while the releasing task waits.
+///
+/// Waking thousands of tasks takes CPU time; charged to the releasing task, it would keep that
+/// task off the CPU (EEVDF's lag) until every task it woke had run as long: seconds, with
+/// a thousand busy tasks on two CPUs, before `close()` returns.
+#[pin_data]
+struct Release {
+    groups: KVVec<ARef<Task>>,
+    #[pin]
+    done: Completion,
+    #[pin]
+    work: Work<Release>,
+}
+
+impl_has_work! {
+    impl HasWork<Self> for Release { self.work }
+}
+
+impl WorkItem for Release {
+    type Pointer = Arc<Release>;
+
+    fn run(this: Arc<Release>) {
+        continue_groups(this.groups.iter());
+        this.done.complete_all();
+    }
+}
+
+impl Release {
+    /// Continues `groups` from a worker, and waits until it has; fails only if the work item
+    /// cannot be allocated, with nothing continued.
+    fn run_and_wait(groups: KVVec<ARef<Task>>) -> Result {
+        let release = Arc::pin_init(
+            pin_init!(Release {
+                groups,
+                done <- Completion::new(),
+                work <- new_work!("hibsnap::freeze::Release::work"),
+            }),
+            GFP_KERNEL,
+        )?;
+        if workqueue::system_highpri()
+            .enqueue(release.clone())
+            .is_err()
+        {
+            continue_groups(release.groups.iter());
+            return Ok(());
+        }
+        release.done.wait_for_completion();
+        Ok(())
+    }
+}
+
 impl Drop for StopSet {
     fn drop(&mut self) {
-        for leader in self.stopped.values() {
-            // `ESRCH`: the group exited while stopped, there is nothing left to continue.
-            let _ = leader.send_signal_private(Signal::CONT, Target::ThreadGroup);
+        let mut groups = KVVec::new();
+        if groups
+            .reserve(self.stopped.values().count(), GFP_KERNEL)
+            .is_ok()
+        {
+            for leader in self.stopped.values() {
+                // Within the capacity just reserved.
+                let _ = groups.push_within_capacity(leader.clone());
+            }
+            if Release::run_and_wait(groups).is_ok() {
+                return;
+            }
         }
+        // No memory for a worker: continue them from here.
+        continue_groups(self.stopped.values());
     }
 }
 
@@ -402,12 +497,19 @@ fn stop_all(exempt: &Exempt, timeout_ms: u32, stubborn: Pid) -> Result<StopSet> 
     let mut set = StopSet::new(stubborn);
     let start = Instant::<Monotonic>::now();
     let mut nap = Delta::from_micros(100);
+    // Room for every process at the first walk, a margin for forks later.
+    let mut room = 64;
+    {
+        let guard = rcu::read_lock();
+        room += tasklist::processes(&guard).count();
+    }
     loop {
-        let walk = set.walk(exempt);
-        if walk.all_stopped && walk.new.is_empty() {
+        let walk = set.walk(exempt, room)?;
+        if walk.all_quiet {
             return Ok(set);
         }
-        set.stop_new(walk.new)?;
+        room = room.max(2 * walk.new.len());
+        set.record(walk.new)?;
         if current!().fatal_signal_pending() {
             return Err(EINTR);
         }
@@ -416,7 +518,7 @@ fn stop_all(exempt: &Exempt, timeout_ms: u32, stubborn: Pid) -> Result<StopSet> 
             return Err(ETIMEDOUT);
         }
         fsleep(nap);
-        nap = Delta::from_micros((nap.as_micros_ceil() * 2).min(10_000));
+        nap = Delta::from_micros((nap.as_micros_ceil() * 2).min(8_000));
     }
 }
 

@@ -245,8 +245,8 @@ TEST_F(freeze, busy_and_blocked_children_stop)
 
 	/* The caller runs on, and is not stopped. */
 	EXPECT_NE('T', proc_state(getpid()));
-	/* The kernel refuses SIGSTOP to the global init: it runs on too. */
-	EXPECT_FALSE(stopped(1));
+	/* The global init is stopped too. */
+	EXPECT_EQ('T', proc_state(1));
 	/* The fd is close-on-exec. */
 	EXPECT_EQ(FD_CLOEXEC, fcntl(self->fd, F_GETFD) & FD_CLOEXEC);
 
@@ -557,6 +557,27 @@ static pid_t innermost_pid(pid_t pid)
 		return -1;
 	last = strrchr(value, '\t');
 	return last ? atoi(last + 1) : -1;
+}
+
+/*
+ * The global init is stopped by the freeze and continued by its release,
+ * while a SIGSTOP from userspace still cannot stop it.
+ */
+TEST_F(freeze, global_init_stopped_and_continued)
+{
+	ASSERT_EQ(0, kill(1, SIGSTOP));
+	EXPECT_FALSE(stopped(1)) TH_LOG("kill(1, SIGSTOP) stopped init");
+
+	self->fd = sys_freeze_processes(0);
+	ASSERT_GE(self->fd, 0) TH_LOG("freeze_processes: %s", strerror(errno));
+	EXPECT_EQ('T', proc_state(1));
+
+	ASSERT_EQ(0, close(self->fd));
+	self->fd = -1;
+	EXPECT_FALSE(stopped(1)) TH_LOG("init still '%c'", proc_state(1));
+	/* And a userspace SIGSTOP is still dropped after the freeze. */
+	ASSERT_EQ(0, kill(1, SIGSTOP));
+	EXPECT_FALSE(stopped(1));
 }
 
 /* A container's init and its child are stopped and continued like any process. */
