@@ -263,10 +263,136 @@ impl TargetSetup<'_> {
         unsafe { (*self.ti.as_ptr()).num_discard_bios = n }
     }
 
+    /// Returns the device number of the device-mapper device whose table this target is in
+    /// (its disk, `dm-N`), with which [`MappedDevice::get`] finds the device again later.
+    pub fn device_number(&self) -> u32 {
+        // SAFETY: `ti` is valid during the constructor; so are its table, the table's mapped
+        // device and that device's disk.
+        unsafe {
+            disk_devt(bindings::dm_disk(bindings::dm_table_get_md(
+                (*self.ti.as_ptr()).table,
+            )))
+        }
+    }
+
     /// Splits bios so that none crosses a multiple of `sectors` from the target's start.
     pub fn set_max_io_len(&mut self, sectors: u64) -> Result {
         // SAFETY: `ti` is valid and ours to set up during the constructor.
         to_result(unsafe { bindings::dm_set_target_max_io_len(self.ti.as_ptr(), sectors) })
+    }
+}
+
+/// The device number of a mapped device's disk, `disk_devt()`.
+///
+/// Computed from the numbers device-mapper gives the disk when it allocates it: `part0->bd_dev`
+/// is only set once the disk is added, at the first table load, after the first targets are
+/// constructed.
+///
+/// # Safety
+///
+/// `disk` must be the disk of a live mapped device.
+unsafe fn disk_devt(disk: *mut bindings::gendisk) -> u32 {
+    // SAFETY: The caller guarantees `disk` is valid; device-mapper sets `major` and
+    // `first_minor` when it allocates the disk and never changes them.
+    let (major, minor) = unsafe { ((*disk).major as u32, (*disk).first_minor as u32) };
+    (major << bindings::MINORBITS) | minor
+}
+
+/// A block device number (`dev_t`), shown as `major:minor`, as `dmsetup` shows devices.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct DevNum(pub u32);
+
+impl fmt::Display for DevNum {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let minor_mask = (1 << bindings::MINORBITS) - 1;
+        f.write_fmt(fmt!(
+            "{}:{}",
+            self.0 >> bindings::MINORBITS,
+            self.0 & minor_mask
+        ))
+    }
+}
+
+/// A reference to a device-mapper device (`struct mapped_device`), put when dropped.
+///
+/// # Invariants
+///
+/// `md` is a mapped device on which this object holds a reference (`dm_get_md`).
+pub struct MappedDevice {
+    md: NonNull<bindings::mapped_device>,
+}
+
+// SAFETY: A reference to a mapped device may be used and put from any task.
+unsafe impl Send for MappedDevice {}
+// SAFETY: The methods taking `&self` only read what does not change while the device exists.
+unsafe impl Sync for MappedDevice {}
+
+impl MappedDevice {
+    /// Takes a reference to the device-mapper device whose disk has the device number `devt`;
+    /// `None` if there is none, or if it is being removed.
+    pub fn get(devt: u32) -> Option<Self> {
+        // SAFETY: `dm_get_md` looks the number up under its own lock and returns a device on
+        // which it took a reference, or null.
+        let md = unsafe { bindings::dm_get_md(devt) };
+        // INVARIANT: `dm_get_md` took the reference.
+        NonNull::new(md).map(|md| MappedDevice { md })
+    }
+
+    /// Returns the device number of its disk (`dm-N`).
+    pub fn device_number(&self) -> u32 {
+        // SAFETY: The reference keeps `md` and its disk alive.
+        unsafe { disk_devt(bindings::dm_disk(self.md.as_ptr())) }
+    }
+
+    /// Suspends the device as `dmsetup suspend` does: the filesystem on it, if any, is frozen
+    /// (synced, and new writes wait), then the bios in flight are waited for, and new bios are
+    /// held back until the device is resumed. Sleeps.
+    ///
+    /// Fails with `EINVAL` if the device is suspended already, `EINTR` if a signal interrupts
+    /// the wait, or with the error of freezing the filesystem; the device is then as it was.
+    pub fn suspend_with_lockfs(self) -> Result<SuspendedDevice> {
+        // SAFETY: The reference keeps `md` alive; `dm_suspend` takes the device's suspend lock
+        // itself and undoes its own steps on failure.
+        to_result(unsafe {
+            bindings::dm_suspend(self.md.as_ptr(), bindings::DM_SUSPEND_LOCKFS_FLAG)
+        })?;
+        Ok(SuspendedDevice { md: self })
+    }
+}
+
+impl Drop for MappedDevice {
+    fn drop(&mut self) {
+        // SAFETY: By the type invariants this object holds a reference, put here once.
+        unsafe { bindings::dm_put(self.md.as_ptr()) };
+    }
+}
+
+/// A device-mapper device suspended by [`MappedDevice::suspend_with_lockfs`]; dropping it resumes
+/// the device, then thaws its filesystem.
+pub struct SuspendedDevice {
+    md: MappedDevice,
+}
+
+impl SuspendedDevice {
+    /// Returns the device number of its disk (`dm-N`).
+    pub fn device_number(&self) -> u32 {
+        self.md.device_number()
+    }
+}
+
+impl Drop for SuspendedDevice {
+    fn drop(&mut self) {
+        // SAFETY: The reference keeps `md` alive; `dm_resume` takes the suspend lock itself.
+        let ret = unsafe { bindings::dm_resume(self.md.md.as_ptr()) };
+        if let Err(e) = to_result(ret) {
+            // Only if someone else resumed it meanwhile (`EINVAL`), or a signal interrupted the
+            // wait for an internal resume (`EINTR`): `dmsetup resume` finishes the job.
+            pr_err!(
+                "cannot resume device-mapper device {}: {:?}\n",
+                DevNum(self.md.device_number()),
+                e
+            );
+        }
     }
 }
 

@@ -567,6 +567,44 @@ impl Drop for SwapWritesStopped {
     }
 }
 
+/// Every device-mapper device with a `hibsnap` target suspended, its filesystem frozen
+/// (`dmsetup suspend`), until dropped: no filesystem on them has unwritten data or takes a new
+/// write, and no bio to them is in flight, so that the [`BlockSnapshot`] started at the atomic
+/// point holds exactly what the image's page cache and journal describe.
+pub struct BlockDevicesSuspended {
+    devices: usize,
+}
+
+impl BlockDevicesSuspended {
+    /// Suspends them all, or none: a device suspended already fails it with `EBUSY`, a signal
+    /// with `EINTR`, a filesystem that cannot freeze with its error. Sleeps.
+    pub fn new(_sleep: &SystemSleepLock) -> Result<Self> {
+        #[cfg(CONFIG_DM_HIBSNAP)]
+        // SAFETY: In process context, as the function requires.
+        let ret = unsafe { bindings::dm_hibsnap_suspend_all() };
+        // Without dm-hibsnap there is no device to suspend (the C header's stub says so too).
+        #[cfg(not(CONFIG_DM_HIBSNAP))]
+        let ret = 0;
+        to_result(ret)?;
+        Ok(BlockDevicesSuspended {
+            devices: ret as usize,
+        })
+    }
+
+    /// The number of devices suspended.
+    pub fn devices(&self) -> usize {
+        self.devices
+    }
+}
+
+impl Drop for BlockDevicesSuspended {
+    fn drop(&mut self) {
+        #[cfg(CONFIG_DM_HIBSNAP)]
+        // SAFETY: In process context; resumes what `new` suspended.
+        let _ = unsafe { bindings::dm_hibsnap_resume_all() };
+    }
+}
+
 /// The block-device snapshot of hibsnap's device-mapper target: from the atomic point on,
 /// writes to every `hibsnap` device are kept apart, so that the devices keep the contents they
 /// had at it. Dropping it merges the kept writes back into the devices.

@@ -26,12 +26,15 @@ use kernel::{
         self,
         Args,
         CtrError,
+        DevNum,
         DeviceVisitor,
         IoClient,
         MapResult,
+        MappedDevice,
         QueueLimits,
         StatusType,
         StatusWriter,
+        SuspendedDevice,
         Target,
         TargetBio,
         TargetDevice,
@@ -79,7 +82,10 @@ impl kernel::InPlaceModule for DmHibsnap {
     fn init(module: &'static ThisModule) -> impl PinInit<Self, Error> {
         // The registry exists before the target type does: no target can miss it.
         let registry = KBox::pin_init(new_spinlock!(RBTree::new()), GFP_KERNEL);
-        let ready = registry.map(|r| REGISTRY.populate(r));
+        let suspended = KBox::pin_init(new_mutex!(KVec::new()), GFP_KERNEL);
+        let ready = registry
+            .map(|r| REGISTRY.populate(r))
+            .and_then(|ready| suspended.map(|s| ready && SUSPENDED.populate(s)));
         try_pin_init!(Self {
             registration <- {
                 match ready {
@@ -98,6 +104,9 @@ type Registry = SpinLock<RBTree<u64, Arc<Shared>>>;
 
 /// The registry, set up once by the module's init.
 static REGISTRY: SetOnce<Pin<KBox<Registry>>> = SetOnce::new();
+
+/// The devices [`suspend_all`] suspended, until [`resume_all`].
+static SUSPENDED: SetOnce<Pin<KBox<Mutex<KVec<SuspendedDevice>>>>> = SetOnce::new();
 
 /// The id the next target gets in the registry.
 static NEXT_ID: Atomic<u64> = Atomic::new(0);
@@ -195,6 +204,8 @@ struct Shared {
     #[pin]
     merge_origin: Mutex<Option<TargetDevice>>,
     io: IoClient,
+    /// The device number of the device-mapper device the target is in.
+    devt: u32,
     /// The most chunks the store may hold.
     store_limit: u64,
     counters: Counters,
@@ -380,6 +391,60 @@ impl Drop for Hibsnap {
     }
 }
 
+/// Suspends every device-mapper device that has a hibsnap target, each once, with its filesystem
+/// frozen (`dmsetup suspend`): the filesystem is synced and takes no new write, and no bio is in
+/// flight until [`resume_all`]. Sleeps. Returns the number of devices; on failure the devices
+/// suspended by the call are resumed, and a device that was suspended already fails it with
+/// `EBUSY`.
+fn suspend_all() -> Result<u32> {
+    let mut held = SUSPENDED.as_ref().ok_or(ENODEV)?.lock();
+    if !held.is_empty() {
+        return Err(EBUSY);
+    }
+    let devts = {
+        let registry = REGISTRY.as_ref().ok_or(ENODEV)?.lock();
+        let mut devts = KVec::with_capacity(registry.values().count(), GFP_ATOMIC)?;
+        for shared in registry.values() {
+            if !devts.contains(&shared.devt) {
+                devts.push(shared.devt, GFP_ATOMIC)?;
+            }
+        }
+        devts
+    };
+    held.reserve(devts.len(), GFP_KERNEL)?;
+    for devt in devts {
+        // A device removed meanwhile has nothing left to suspend.
+        let Some(md) = MappedDevice::get(devt) else {
+            continue;
+        };
+        match md.suspend_with_lockfs() {
+            // Within the capacity reserved above.
+            Ok(suspended) => held.push(suspended, GFP_KERNEL)?,
+            Err(e) => {
+                pr_err!(
+                    "cannot suspend device {} with its filesystem frozen: {:?}\n",
+                    DevNum(devt),
+                    e
+                );
+                held.clear();
+                return Err(if e == EINVAL { EBUSY } else { e });
+            }
+        }
+    }
+    Ok(held.len() as u32)
+}
+
+/// Resumes the devices [`suspend_all`] suspended, and thaws their filesystems. Returns how many.
+fn resume_all() -> u32 {
+    let Some(held) = SUSPENDED.as_ref() else {
+        return 0;
+    };
+    let mut held = held.lock();
+    let n = held.len() as u32;
+    held.clear();
+    n
+}
+
 /// Snapshots every hibsnap target at once: their origins receive no write from now on.
 ///
 /// Takes no sleeping lock and allocates nothing, so that it can run at the atomic point of a
@@ -451,6 +516,30 @@ pub unsafe extern "C" fn dm_hibsnap_snapshot_all() -> c_int {
     }
 }
 
+/// C entry point of [`suspend_all`] for `snapshot_kernel(2)`: the number of devices suspended, or
+/// a negative errno.
+///
+/// # Safety
+///
+/// Always safe to call from process context; it is `unsafe` only because `#[export]` requires it.
+#[export]
+pub unsafe extern "C" fn dm_hibsnap_suspend_all() -> c_int {
+    match suspend_all() {
+        Ok(n) => n as c_int,
+        Err(e) => e.to_errno(),
+    }
+}
+
+/// C entry point of [`resume_all`] for `snapshot_kernel(2)`: the number of devices resumed.
+///
+/// # Safety
+///
+/// Always safe to call from process context; it is `unsafe` only because `#[export]` requires it.
+#[export]
+pub unsafe extern "C" fn dm_hibsnap_resume_all() -> c_int {
+    resume_all() as c_int
+}
+
 /// C entry point of [`end_all`] for `snapshot_kernel(2)`: the number of targets ended, or a
 /// negative errno.
 ///
@@ -505,6 +594,7 @@ impl Target for Hibsnap {
         let io = IoClient::new().map_err(|e| CtrError::new(e, c"Cannot create an I/O client"))?;
         setup.set_num_flush_bios(1);
         setup.set_num_discard_bios(1);
+        let devt = setup.device_number();
         let shared = Arc::pin_init(
             try_pin_init!(Shared {
                 mode: Atomic::new(Mode::Passthrough as i32),
@@ -514,6 +604,7 @@ impl Target for Hibsnap {
                 }),
                 merge_origin <- new_mutex!(Some(merge_origin)),
                 io,
+                devt,
                 store_limit: store_mib * (1 << 20) / CHUNK_BYTES as u64,
                 counters: Counters::new(),
             }),

@@ -8,7 +8,9 @@
 //! 1. reserve: every process's private anonymous memory is made copy-on-write
 //!    ([`protect_user_memory`]); [`LiveImage::begin`] counts the pages to copy, reclaims, and
 //!    preallocates their copy and the overhead pages, or fails early with `ENOMEM`;
-//! 2. sync the filesystems;
+//! 2. sync the filesystems, and suspend every dm-hibsnap device with its filesystem frozen
+//!    ([`BlockDevicesSuspended`]): no bio is in flight across the atomic point, and the filesystems
+//!    on them have nothing unwritten (resumed after step 6);
 //! 3. quiesce: devices prepared, suspended and quiesced (`PMSG_FREEZE`);
 //! 4. rendezvous: the secondary CPUs offline, as the kernel that restores an image expects;
 //! 5. the atomic point: interrupts off, syscore suspended; kernel memory is copied, user pages
@@ -36,6 +38,7 @@ use kernel::{
     power::{
         self,
         AtomicPoint,
+        BlockDevicesSuspended,
         BlockSnapshot,
         DevicesPrepared,
         DevicesQuiesced,
@@ -81,6 +84,7 @@ pub(crate) enum Step {
     BlockSnapshot = 9,
     Swap = 10,
     Install = 11,
+    BlockSuspend = 12,
 }
 
 impl Step {
@@ -200,7 +204,13 @@ pub(crate) fn snapshot_kernel(overhead_pages: usize, flags: u32, fail_step: u32)
     let mut image = LiveImage::begin(lock, overhead_pages)?;
     Step::Sync.enter(fail_step)?;
     power::sync_filesystems();
+    Step::BlockSuspend.enter(fail_step)?;
+    let blocks = BlockDevicesSuspended::new(&sleep)?;
     let outcome = take(&mut image, &sleep, fail_step)?;
+    // Resumed in the kernel that took the image and in a restored one alike: both continue from
+    // the atomic point, where the devices were suspended.
+    let suspended = blocks.devices();
+    drop(blocks);
     drop(sleep);
     let file = match outcome {
         Outcome::Taken(kept, atomic_ns) => {
@@ -224,10 +234,11 @@ pub(crate) fn snapshot_kernel(overhead_pages: usize, flags: u32, fail_step: u32)
                 geometry.zero
             );
             pr_debug!(
-                "snapshot: {:?}, {} reserve pages freed, {} block devices, {} swap devices\n",
+                "snapshot: {:?}, {} reserve pages freed, {} block devices ({} suspended), {} swap devices\n",
                 geometry,
                 freed,
                 kept.block.devices(),
+                suspended,
                 kept.swap.devices()
             );
             Image::new(Some(image), Some(kept), geometry)

@@ -23,6 +23,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -37,7 +38,7 @@
 #include "hibsnap_image.h"
 
 #define FAIL_STEP "/sys/kernel/debug/hibsnap/fail_step"
-#define NR_STEPS 11
+#define NR_STEPS 12
 /* Pages the content test frees just before the call. */
 #define NR_FREED 1024
 
@@ -477,6 +478,139 @@ TEST_F_TIMEOUT(slow, file_written_while_open_is_on_disk, 300)
 	free(w);
 }
 
+/*
+ * Writes numbered 4 KiB records round a 1 MiB ring in /mnt/log until
+ * killed, without fsync, counting them in @written (shared memory).
+ */
+static pid_t ring_writer(unsigned long *written)
+{
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		unsigned char rec[4096];
+		unsigned long n;
+		int fd;
+
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		fd = open("/mnt/log", O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+		if (fd < 0)
+			_exit(1);
+		for (n = 0;; n++) {
+			pattern(rec, sizeof(rec), n, 0);
+			if (pwrite(fd, rec, sizeof(rec), (n % 256) * sizeof(rec)) != sizeof(rec))
+				_exit(2);
+			__atomic_store_n(written, n + 1, __ATOMIC_RELAXED);
+		}
+	}
+	return pid;
+}
+
+/*
+ * Whether the ext4 superblock of @dev says its journal needs recovery
+ * (EXT4_FEATURE_INCOMPAT_RECOVER), read with O_DIRECT: the device's own page
+ * cache may hold an older superblock (device-mapper writes it with bios).
+ */
+static int needs_recovery(const char *dev)
+{
+	unsigned char *sb = aligned_alloc(PAGE, PAGE);
+	uint32_t incompat;
+	int fd, ret = -1;
+
+	fd = open(dev, O_RDONLY | O_DIRECT | O_CLOEXEC);
+	if (sb && fd >= 0 && pread(fd, sb, PAGE, 0) == (ssize_t)PAGE &&
+	    sb[1024 + 0x38] == 0x53 && sb[1024 + 0x39] == 0xef) {
+		memcpy(&incompat, sb + 1024 + 0x60, sizeof(incompat));
+		ret = !!(incompat & 0x4);
+	}
+	if (fd >= 0)
+		close(fd);
+	free(sb);
+	return ret;
+}
+
+/*
+ * The disk at the atomic point is a clean filesystem, even with a process
+ * writing to a file on it through the freeze and the snapshot: the
+ * dm-hibsnap device was suspended with its filesystem frozen (journal
+ * flushed, needs_recovery cleared) before the atomic point. The origin is
+ * that disk for as long as the image is open; it checks clean with e2fsck.
+ * Mounted and unfrozen, the same filesystem needs recovery, as the first
+ * check shows.
+ */
+TEST_F_TIMEOUT(slow, disk_frozen_clean_at_atomic_point, 300)
+{
+	unsigned long *written = mmap(NULL, PAGE, PROT_READ | PROT_WRITE,
+				      MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	unsigned long at;
+	pid_t writer;
+	int frz, fd, i, mnt;
+
+	ASSERT_NE(MAP_FAILED, written);
+	ASSERT_EQ(0, mount_fresh_ext4());
+	writer = ring_writer(written);
+	ASSERT_LT(0, writer);
+	for (i = 0; __atomic_load_n(written, __ATOMIC_RELAXED) < 512; i++) {
+		ASSERT_LT(i, 3000) TH_LOG("writer '%c'", proc_state(writer));
+		usleep(10000);
+	}
+	mnt = open("/mnt", O_RDONLY | O_CLOEXEC);
+	ASSERT_EQ(0, syncfs(mnt));
+	close(mnt);
+	EXPECT_EQ(1, needs_recovery(BOOT_ORIGIN)) TH_LOG("mounted, yet no recovery needed?");
+	frz = sys_freeze_processes(0);
+	ASSERT_LE(0, frz);
+	/* The writer runs on through the snapshot, a helper continued on purpose. */
+	ASSERT_EQ(0, kill(writer, SIGCONT));
+	fd = sys_snapshot_kernel(0, 0);
+	ASSERT_LE(0, fd) TH_LOG("snapshot_kernel: %s", strerror(errno));
+	at = __atomic_load_n(written, __ATOMIC_RELAXED);
+	EXPECT_EQ(0, needs_recovery(BOOT_ORIGIN)) TH_LOG("origin not frozen clean");
+	/* The origin's page cache may be older than the disk. */
+	ASSERT_EQ(0, write_str("/proc/sys/vm/drop_caches", "1"));
+	EXPECT_EQ(0, run(NULL, 0, "/usr/sbin/e2fsck -fn " BOOT_ORIGIN));
+	/* And the writer went on writing after it. */
+	for (i = 0; __atomic_load_n(written, __ATOMIC_RELAXED) <= at + 256; i++) {
+		ASSERT_LT(i, 3000) TH_LOG("writer stuck at %lu, '%c'", at, proc_state(writer));
+		usleep(10000);
+	}
+	close(fd);
+	close(frz);
+	kill(writer, SIGKILL);
+	reap(writer);
+	EXPECT_EQ(0, umount("/mnt"));
+	EXPECT_EQ(0, run(NULL, 0, "/usr/sbin/e2fsck -fn " BOOT_DM));
+	munmap(written, PAGE);
+}
+
+/*
+ * A dm-hibsnap device that userspace has suspended cannot be suspended with
+ * its filesystem frozen: the call fails with EBUSY and changes nothing.
+ */
+TEST_F_TIMEOUT(slow, suspended_device_is_ebusy, 300)
+{
+	char out[256];
+	int frz, fd;
+
+	ASSERT_EQ(0, run(NULL, 0, "dmsetup suspend hsboot"));
+	frz = sys_freeze_processes(0);
+	ASSERT_LE(0, frz);
+	errno = 0;
+	fd = sys_snapshot_kernel(0, 0);
+	EXPECT_EQ(-1, fd);
+	EXPECT_EQ(EBUSY, errno) TH_LOG("snapshot_kernel: %s", strerror(errno));
+	if (fd >= 0)
+		close(fd);
+	ASSERT_EQ(0, run(out, sizeof(out), "dmsetup info -C --noheadings -o suspended hsboot"));
+	EXPECT_EQ(0, strncmp(out, "Suspended", 9)) TH_LOG("hsboot: %s", out);
+	ASSERT_EQ(0, run(NULL, 0, "dmsetup resume hsboot"));
+	/* Nothing left behind: a snapshot works now. */
+	fd = sys_snapshot_kernel(0, 0);
+	EXPECT_LE(0, fd) TH_LOG("snapshot_kernel after resume: %s", strerror(errno));
+	if (fd >= 0)
+		close(fd);
+	close(frz);
+}
+
 /* hibsnap leaves mainline hibernation working: /dev/snapshot makes an image. */
 TEST_F_TIMEOUT(slow, mainline_snapshot_dev_still_works, 300)
 {
@@ -518,6 +652,10 @@ TEST_F_TIMEOUT(slow, failure_at_each_step_rolls_back, 300)
 			close(fd);
 		/* The freeze is untouched, and the device writes through. */
 		EXPECT_EQ('T', proc_state(child));
+		ASSERT_EQ(0, run(num, sizeof(num),
+				 "dmsetup info -C --noheadings -o suspended hsboot"));
+		ASSERT_EQ(0, strncmp(num, "Active", 6))
+			TH_LOG("step %d: hsboot left suspended", step);
 		pattern(w, PAGE, 200 + step, 0);
 		ASSERT_EQ(0, pio(BOOT_DM, 1, w, PAGE, step * PAGE));
 		ASSERT_EQ(0, pio(BOOT_ORIGIN, 0, r, PAGE, step * PAGE));
