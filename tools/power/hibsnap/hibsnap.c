@@ -141,7 +141,7 @@ static int cmd_freeze(int argc, char **argv)
 		first_line(watch[i], before[i], sizeof(before[i]));
 	if (show) {
 		total = show_processes(&stopped);
-		printf("%d of %d userspace processes stopped (all but this one and init)\n",
+		printf("%d of %d userspace processes stopped (all but this one, init included)\n",
 		       stopped, total);
 	}
 	usleep(hold * 1e6);
