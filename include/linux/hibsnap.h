@@ -20,13 +20,15 @@ long hibsnap_snapshot_kernel(unsigned long overhead_pages, unsigned int flags);
  * lock, no allocation: safe with interrupts off, with the devices
  * quiesced), and end the snapshots afterwards, merging (an aborted
  * hibernation) or dropping (a resumed system) their stores. Each returns
- * the number of devices, or a negative errno.
+ * the number of devices, or a negative errno. dm_hibsnap_has_device():
+ * whether @devt is a device-mapper device with a hibsnap target.
  */
 #ifdef CONFIG_DM_HIBSNAP
 int dm_hibsnap_suspend_all(void);
 int dm_hibsnap_resume_all(void);
 int dm_hibsnap_snapshot_all(void);
 int dm_hibsnap_end_all(bool merge);
+bool dm_hibsnap_has_device(dev_t devt);
 #else
 static inline int dm_hibsnap_suspend_all(void)
 {
@@ -46,6 +48,11 @@ static inline int dm_hibsnap_snapshot_all(void)
 static inline int dm_hibsnap_end_all(bool merge)
 {
 	return 0;
+}
+
+static inline bool dm_hibsnap_has_device(dev_t devt)
+{
+	return false;
 }
 #endif
 

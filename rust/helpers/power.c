@@ -2,6 +2,7 @@
 
 #include <linux/cpu.h>
 #include <linux/cpuidle.h>
+#include <linux/fs.h>
 #include <linux/irqflags.h>
 #include <linux/sched/clock.h>
 
@@ -31,4 +32,9 @@ __rust_helper void rust_helper_local_irq_enable(void)
 __rust_helper u64 rust_helper_local_clock(void)
 {
 	return local_clock();
+}
+
+__rust_helper bool rust_helper_sb_rdonly(const struct super_block *sb)
+{
+	return sb_rdonly(sb);
 }

@@ -28,7 +28,11 @@ use crate::{
         to_result,
         Result, //
     },
-    ffi::c_uint,
+    ffi::{
+        c_char,
+        c_uint,
+        c_void, //
+    },
     page::PAGE_SIZE,
     prelude::*,
     task::Task,
@@ -602,6 +606,179 @@ impl Drop for BlockDevicesSuspended {
         #[cfg(CONFIG_DM_HIBSNAP)]
         // SAFETY: In process context; resumes what `new` suspended.
         let _ = unsafe { bindings::dm_hibsnap_resume_all() };
+    }
+}
+
+/// Whether `devt` is a device-mapper device with a `hibsnap` target, whose writes the
+/// [`BlockSnapshot`] keeps apart.
+pub fn is_dm_hibsnap_device(devt: u32) -> bool {
+    #[cfg(CONFIG_DM_HIBSNAP)]
+    // SAFETY: In process context, as the function requires.
+    let has = unsafe { bindings::dm_hibsnap_has_device(devt) };
+    #[cfg(not(CONFIG_DM_HIBSNAP))]
+    let has = {
+        let _ = devt;
+        false
+    };
+    has
+}
+
+/// A filesystem mounted writable on a block device, held active (`s_active`).
+///
+/// # Invariants
+///
+/// `sb` is a superblock on which this object holds an active reference, put by `Drop`.
+pub struct BlockFilesystem {
+    sb: NonNull<bindings::super_block>,
+}
+
+// SAFETY: An active reference to a superblock may be used and put from any task.
+unsafe impl Send for BlockFilesystem {}
+// SAFETY: The methods taking `&self` only read what the active reference keeps valid.
+unsafe impl Sync for BlockFilesystem {}
+
+/// What [`BlockFilesystem::writable_except`] collects while it walks the superblocks.
+struct Scan {
+    found: KVec<BlockFilesystem>,
+    skip: fn(u32) -> bool,
+    overflow: bool,
+}
+
+/// `iterate_supers()` callback of [`BlockFilesystem::writable_except`].
+///
+/// # Safety
+///
+/// `sb` is a live superblock whose `s_umount` is held; `arg` is a `Scan` no one else uses.
+unsafe extern "C" fn scan_one(sb: *mut bindings::super_block, arg: *mut c_void) {
+    // SAFETY: By the function's requirements.
+    let scan = unsafe { &mut *arg.cast::<Scan>() };
+    // SAFETY: `sb` is live and `s_umount` held: `s_bdev` and the read-only flag are stable.
+    let bdev = unsafe { (*sb).s_bdev };
+    // SAFETY: As above.
+    if bdev.is_null() || unsafe { bindings::sb_rdonly(sb) } {
+        return;
+    }
+    // SAFETY: A mounted filesystem's block device stays open as long as the superblock is live.
+    let devt = unsafe { (*bdev).bd_dev };
+    if (scan.skip)(devt) {
+        return;
+    }
+    if scan.found.len() == scan.found.capacity() {
+        scan.overflow = true;
+        return;
+    }
+    // SAFETY: `sb` is live; a superblock whose active count is already 0 is going away and is
+    // left alone.
+    if !unsafe { bindings::atomic_inc_not_zero(&raw mut (*sb).s_active) } {
+        return;
+    }
+    let Some(sb) = NonNull::new(sb) else {
+        return;
+    };
+    // INVARIANT: The active reference was just taken.
+    let fs = BlockFilesystem { sb };
+    // Within the capacity checked above.
+    let _ = scan.found.push_within_capacity(fs);
+}
+
+impl BlockFilesystem {
+    /// Every filesystem mounted writable on a block device whose device number `skip` does not
+    /// accept, each held active. Sleeps.
+    pub fn writable_except(skip: fn(u32) -> bool) -> Result<KVec<Self>> {
+        let mut room = 16;
+        loop {
+            let mut scan = Scan {
+                found: KVec::with_capacity(room, GFP_KERNEL)?,
+                skip,
+                overflow: false,
+            };
+            // SAFETY: `scan_one` matches the callback type and is given a `Scan` that lives
+            // across the call.
+            unsafe { bindings::iterate_supers(Some(scan_one), (&raw mut scan).cast()) };
+            if !scan.overflow {
+                return Ok(scan.found);
+            }
+            // Dropped here, outside `iterate_supers`: putting a reference may take `s_umount`.
+            drop(scan);
+            room *= 4;
+        }
+    }
+
+    /// The name of the device (`s_id`, e.g. `sda1`), for log messages.
+    pub fn device_name(&self) -> &CStr {
+        // SAFETY: The active reference keeps the superblock valid; `s_id` is NUL-terminated.
+        unsafe { CStr::from_char_ptr((*self.sb.as_ptr()).s_id.as_ptr()) }
+    }
+
+    /// The filesystem type's name (e.g. `ext4`), for log messages.
+    pub fn type_name(&self) -> &CStr {
+        // SAFETY: The active reference keeps the superblock and its filesystem type valid.
+        unsafe { CStr::from_char_ptr((*(*self.sb.as_ptr()).s_type).name) }
+    }
+
+    /// Where it is mounted, as the calling task sees it, for log messages: written into `buf`.
+    pub fn mount_path<'a>(&self, buf: &'a mut [u8; 256]) -> &'a CStr {
+        // SAFETY: The active reference keeps the superblock valid; `buf` is writable for its
+        // length, and the function writes a NUL-terminated path into it.
+        let path = unsafe {
+            bindings::sb_mount_path(
+                self.sb.as_ptr(),
+                buf.as_mut_ptr().cast::<c_char>(),
+                buf.len() as i32,
+            )
+        };
+        match from_err_ptr(path) {
+            // SAFETY: The path lies within `buf`, NUL-terminated, and lives as long as it.
+            Ok(path) => unsafe { CStr::from_char_ptr(path) },
+            Err(_) => c"(path too long)",
+        }
+    }
+
+    /// Freezes the filesystem (as `fsfreeze` does, held by the kernel): it is synced, and writes
+    /// wait until the returned guard is dropped. Sleeps.
+    pub fn freeze(self) -> Result<FrozenFilesystem> {
+        // SAFETY: The active reference keeps the superblock valid; `freeze_super` takes
+        // `s_umount` itself.
+        to_result(unsafe {
+            bindings::freeze_super(
+                self.sb.as_ptr(),
+                bindings::freeze_holder_FREEZE_HOLDER_KERNEL,
+                core::ptr::null(),
+            )
+        })?;
+        Ok(FrozenFilesystem { fs: self })
+    }
+}
+
+impl Drop for BlockFilesystem {
+    fn drop(&mut self) {
+        // SAFETY: By the type invariants this object holds an active reference, put here once.
+        unsafe { bindings::deactivate_super(self.sb.as_ptr()) };
+    }
+}
+
+/// A filesystem frozen by [`BlockFilesystem::freeze`]; dropping it thaws it.
+pub struct FrozenFilesystem {
+    fs: BlockFilesystem,
+}
+
+impl Drop for FrozenFilesystem {
+    fn drop(&mut self) {
+        // SAFETY: The filesystem was frozen by the kernel holder in `freeze`; this thaws it once.
+        let ret = unsafe {
+            bindings::thaw_super(
+                self.fs.sb.as_ptr(),
+                bindings::freeze_holder_FREEZE_HOLDER_KERNEL,
+                core::ptr::null(),
+            )
+        };
+        if let Err(e) = to_result(ret) {
+            pr_err!(
+                "hibsnap: cannot thaw {}: {:?}\n",
+                self.fs.device_name().to_str().unwrap_or("?"),
+                e
+            );
+        }
     }
 }
 

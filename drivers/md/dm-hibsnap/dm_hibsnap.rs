@@ -540,6 +540,23 @@ pub unsafe extern "C" fn dm_hibsnap_resume_all() -> c_int {
     resume_all() as c_int
 }
 
+/// Whether `devt` is a device-mapper device with a hibsnap target: its writes are snapshotted.
+fn has_device(devt: u32) -> bool {
+    REGISTRY
+        .as_ref()
+        .is_some_and(|registry| registry.lock().values().any(|shared| shared.devt == devt))
+}
+
+/// C entry point of [`has_device`] for `snapshot_kernel(2)`.
+///
+/// # Safety
+///
+/// Always safe to call from process context; it is `unsafe` only because `#[export]` requires it.
+#[export]
+pub unsafe extern "C" fn dm_hibsnap_has_device(devt: u32) -> bool {
+    has_device(devt)
+}
+
 /// C entry point of [`end_all`] for `snapshot_kernel(2)`: the number of targets ended, or a
 /// negative errno.
 ///

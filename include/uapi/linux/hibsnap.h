@@ -86,7 +86,12 @@
  *	EPERM		the caller lacks CAP_SYS_ADMIN, or hibernation is not
  *			available (kernel lockdown, "nohibernate")
  *	ENOLCK		the caller does not hold the freeze
- *	EBUSY		an image is open, or /dev/snapshot is in use
+ *	EBUSY		an image is open, /dev/snapshot is in use, a
+ *			dm-hibsnap device is suspended by userspace, or a
+ *			filesystem is mounted writable on a block device that
+ *			is not a dm-hibsnap device (the kernel log names the
+ *			device and the mount point) and
+ *			HIBSNAP_SNAPSHOT_FREEZE_OTHERS is not given
  *	ENOMEM		the memory for the copy of kernel memory and the
  *			overhead pages cannot be reserved; the kernel log
  *			gives the numbers
@@ -107,8 +112,14 @@
 /* freeze_processes(2) flags: none are defined yet. */
 #define HIBSNAP_FREEZE_FLAGS_ALL	0U
 
-/* snapshot_kernel(2) flags: none are defined yet. */
-#define HIBSNAP_SNAPSHOT_FLAGS_ALL	0U
+/*
+ * snapshot_kernel(2) flags.
+ * HIBSNAP_SNAPSHOT_FREEZE_OTHERS: a filesystem mounted writable on a block
+ * device that is not a dm-hibsnap device is frozen until the image is
+ * closed, instead of failing the call with EBUSY.
+ */
+#define HIBSNAP_SNAPSHOT_FREEZE_OTHERS	(1U << 0)
+#define HIBSNAP_SNAPSHOT_FLAGS_ALL	HIBSNAP_SNAPSHOT_FREEZE_OTHERS
 
 /*
  * The geometry of an image, from ioctl(fd, HIBSNAP_IOC_GEOMETRY, &geo).

@@ -39,10 +39,12 @@ use kernel::{
         self,
         AtomicPoint,
         BlockDevicesSuspended,
+        BlockFilesystem,
         BlockSnapshot,
         DevicesPrepared,
         DevicesQuiesced,
         DevicesSuspended,
+        FrozenFilesystem,
         Geometry,
         HibernationLock,
         LiveImage,
@@ -61,12 +63,42 @@ use kernel::{
     uapi, //
 };
 
-/// Checks the flags of `snapshot_kernel(2)`: none are defined yet.
+/// Checks the flags of `snapshot_kernel(2)`.
 fn check_flags(flags: u32) -> Result {
     if flags & !uapi::HIBSNAP_SNAPSHOT_FLAGS_ALL != 0 {
         return Err(EINVAL);
     }
     Ok(())
+}
+
+/// The filesystems mounted writable on block devices that are not dm-hibsnap devices: their
+/// disks are not snapshotted, so a write after the atomic point would leave them unlike the page
+/// cache and journal in the image. Each is named in the kernel log and the call fails with
+/// `EBUSY`; with `freeze`, they are frozen instead, until the image is closed.
+fn other_filesystems(freeze: bool) -> Result<KVec<FrozenFilesystem>> {
+    let found = BlockFilesystem::writable_except(power::is_dm_hibsnap_device)?;
+    if !freeze {
+        for fs in &found {
+            let mut buf = [0u8; 256];
+            pr_err!(
+                "snapshot: {} ({}) on {} is mounted writable and is not a dm-hibsnap device: remount it read-only, or pass HIBSNAP_SNAPSHOT_FREEZE_OTHERS\n",
+                fs.device_name().to_str().unwrap_or("?"),
+                fs.type_name().to_str().unwrap_or("?"),
+                fs.mount_path(&mut buf).to_str().unwrap_or("?")
+            );
+        }
+        return if found.is_empty() {
+            Ok(KVec::new())
+        } else {
+            Err(EBUSY)
+        };
+    }
+    let mut frozen = KVec::with_capacity(found.len(), GFP_KERNEL)?;
+    for fs in found {
+        // Within the capacity reserved above; on an error the ones frozen so far are thawed.
+        let _ = frozen.push_within_capacity(fs.freeze()?);
+    }
+    Ok(frozen)
 }
 
 /// The steps of the pipeline, in order, as the `fail_step` parameter numbers them.
@@ -85,6 +117,7 @@ pub(crate) enum Step {
     Swap = 10,
     Install = 11,
     BlockSuspend = 12,
+    OtherFilesystems = 13,
 }
 
 impl Step {
@@ -136,6 +169,8 @@ fn protect_user_memory() -> Result {
 pub(crate) struct Kept {
     pub(crate) block: BlockSnapshot,
     pub(crate) swap: SwapWritesStopped,
+    /// Filesystems not on dm-hibsnap devices, frozen (`HIBSNAP_SNAPSHOT_FREEZE_OTHERS`).
+    pub(crate) others: KVec<FrozenFilesystem>,
 }
 
 /// How [`take`] came back.
@@ -168,7 +203,11 @@ fn take(image: &mut LiveImage, sleep: &SystemSleepLock, fail_step: u32) -> Resul
             Step::Swap.enter(fail_step)?;
             let block = BlockSnapshot::start(&atomic)?;
             let swap = SwapWritesStopped::new(&atomic);
-            Some(Kept { block, swap })
+            Some(Kept {
+                block,
+                swap,
+                others: KVec::new(),
+            })
         }
         Snapshot::Restored => None,
     };
@@ -204,6 +243,8 @@ pub(crate) fn snapshot_kernel(overhead_pages: usize, flags: u32, fail_step: u32)
     let mut image = LiveImage::begin(lock, overhead_pages)?;
     Step::Sync.enter(fail_step)?;
     power::sync_filesystems();
+    Step::OtherFilesystems.enter(fail_step)?;
+    let others = other_filesystems(flags & uapi::HIBSNAP_SNAPSHOT_FREEZE_OTHERS != 0)?;
     Step::BlockSuspend.enter(fail_step)?;
     let blocks = BlockDevicesSuspended::new(&sleep)?;
     let outcome = take(&mut image, &sleep, fail_step)?;
@@ -213,7 +254,10 @@ pub(crate) fn snapshot_kernel(overhead_pages: usize, flags: u32, fail_step: u32)
     drop(blocks);
     drop(sleep);
     let file = match outcome {
-        Outcome::Taken(kept, atomic_ns) => {
+        Outcome::Taken(mut kept, atomic_ns) => {
+            // Frozen until the image is closed: what is written to them from now on would not
+            // match the image.
+            kept.others = others;
             let freed = image.release_unused();
             image.find_zero_pages();
             let geometry = Geometry {
@@ -245,7 +289,8 @@ pub(crate) fn snapshot_kernel(overhead_pages: usize, flags: u32, fail_step: u32)
         }
         Outcome::Restored => {
             // The references and pages of the image are those of the kernel that took it: drop
-            // them.
+            // them. The disks are as the image left them: the other filesystems thaw now.
+            drop(others);
             drop(image);
             Image::new(None, None, Geometry::default())
         }
@@ -262,7 +307,8 @@ mod tests {
     #[test]
     fn unknown_flags_are_einval() {
         assert!(check_flags(0).is_ok());
-        assert_eq!(check_flags(1).err(), Some(EINVAL));
+        assert!(check_flags(uapi::HIBSNAP_SNAPSHOT_FREEZE_OTHERS).is_ok());
+        assert_eq!(check_flags(2).err(), Some(EINVAL));
         assert_eq!(check_flags(1 << 31).err(), Some(EINVAL));
     }
 

@@ -38,7 +38,7 @@
 #include "hibsnap_image.h"
 
 #define FAIL_STEP "/sys/kernel/debug/hibsnap/fail_step"
-#define NR_STEPS 12
+#define NR_STEPS 13
 /* Pages the content test frees just before the call. */
 #define NR_FREED 1024
 
@@ -122,7 +122,11 @@ FIXTURE(slow) {
 };
 
 FIXTURE_SETUP(slow) {}
-FIXTURE_TEARDOWN(slow) {}
+FIXTURE_TEARDOWN(slow)
+{
+	/* A failed test may leave ext4 on /dev/ram2 mounted; the swap test needs the disk. */
+	umount2("/mnt2", MNT_DETACH);
+}
 
 TEST(needs_the_freeze)
 {
@@ -137,7 +141,7 @@ TEST(bad_flags_are_einval)
 
 	ASSERT_LE(0, frz);
 	errno = 0;
-	EXPECT_EQ(-1, sys_snapshot_kernel(0, 1));
+	EXPECT_EQ(-1, sys_snapshot_kernel(0, 2));
 	EXPECT_EQ(EINVAL, errno);
 	errno = 0;
 	EXPECT_EQ(-1, sys_snapshot_kernel(0, 1U << 31));
@@ -582,6 +586,21 @@ TEST_F_TIMEOUT(slow, disk_frozen_clean_at_atomic_point, 300)
 	munmap(written, PAGE);
 }
 
+/* Takes a freeze (returned) and expects snapshot_kernel(2) to fail with EBUSY. */
+static int freeze_and_expect_ebusy(struct __test_metadata *_metadata)
+{
+	int frz = sys_freeze_processes(0), fd;
+
+	EXPECT_LE(0, frz);
+	errno = 0;
+	fd = sys_snapshot_kernel(0, 0);
+	EXPECT_EQ(-1, fd);
+	EXPECT_EQ(EBUSY, errno) TH_LOG("snapshot_kernel: %s", strerror(errno));
+	if (fd >= 0)
+		close(fd);
+	return frz;
+}
+
 /*
  * A dm-hibsnap device that userspace has suspended cannot be suspended with
  * its filesystem frozen: the call fails with EBUSY and changes nothing.
@@ -592,14 +611,8 @@ TEST_F_TIMEOUT(slow, suspended_device_is_ebusy, 300)
 	int frz, fd;
 
 	ASSERT_EQ(0, run(NULL, 0, "dmsetup suspend hsboot"));
-	frz = sys_freeze_processes(0);
+	frz = freeze_and_expect_ebusy(_metadata);
 	ASSERT_LE(0, frz);
-	errno = 0;
-	fd = sys_snapshot_kernel(0, 0);
-	EXPECT_EQ(-1, fd);
-	EXPECT_EQ(EBUSY, errno) TH_LOG("snapshot_kernel: %s", strerror(errno));
-	if (fd >= 0)
-		close(fd);
 	ASSERT_EQ(0, run(out, sizeof(out), "dmsetup info -C --noheadings -o suspended hsboot"));
 	EXPECT_EQ(0, strncmp(out, "Suspended", 9)) TH_LOG("hsboot: %s", out);
 	ASSERT_EQ(0, run(NULL, 0, "dmsetup resume hsboot"));
@@ -609,6 +622,81 @@ TEST_F_TIMEOUT(slow, suspended_device_is_ebusy, 300)
 	if (fd >= 0)
 		close(fd);
 	close(frz);
+}
+
+/* ext4 on /dev/ram2, a block device that is not a dm-hibsnap device, on /mnt2. */
+#define OTHER_DEV "/dev/ram2"
+#define OTHER_MNT "/mnt2"
+
+static int mount_other(unsigned long flags)
+{
+	if (run(NULL, 0, "/usr/sbin/mke2fs -q -F -t ext4 -b 4096 " OTHER_DEV))
+		return -1;
+	mkdir(OTHER_MNT, 0755);
+	return mount(OTHER_DEV, OTHER_MNT, "ext4", flags, NULL);
+}
+
+/*
+ * A filesystem mounted writable on a block device that dm-hibsnap does not
+ * snapshot: the call fails with EBUSY, and the kernel log names the device
+ * and the mount point. Read-only, it is no obstacle.
+ */
+TEST_F_TIMEOUT(slow, writable_other_fs_is_ebusy, 300)
+{
+	int frz, fd;
+
+	ASSERT_EQ(0, mount_other(0));
+	frz = freeze_and_expect_ebusy(_metadata);
+	ASSERT_LE(0, frz);
+	EXPECT_EQ(0, run(NULL, 0, "dmesg | grep -q '%s'",
+			 "ram2 (ext4) on " OTHER_MNT " is mounted writable"));
+	ASSERT_EQ(0, mount(NULL, OTHER_MNT, NULL, MS_REMOUNT | MS_RDONLY, NULL));
+	fd = sys_snapshot_kernel(0, 0);
+	EXPECT_LE(0, fd) TH_LOG("read-only: %s", strerror(errno));
+	if (fd >= 0)
+		close(fd);
+	close(frz);
+	EXPECT_EQ(0, umount(OTHER_MNT));
+}
+
+/*
+ * With HIBSNAP_SNAPSHOT_FREEZE_OTHERS the filesystem is frozen instead, until
+ * the image is closed: a write to it waits (in D) while the image is open and
+ * completes once it is closed.
+ */
+TEST_F_TIMEOUT(slow, other_fs_frozen_until_close, 300)
+{
+	int frz, fd, status, i;
+	pid_t writer;
+
+	ASSERT_EQ(0, mount_other(0));
+	frz = sys_freeze_processes(0);
+	ASSERT_LE(0, frz);
+	fd = sys_snapshot_kernel(0, HIBSNAP_SNAPSHOT_FREEZE_OTHERS);
+	ASSERT_LE(0, fd) TH_LOG("snapshot_kernel: %s", strerror(errno));
+	/* Forked after the freeze: it runs. */
+	writer = fork();
+	ASSERT_LE(0, writer);
+	if (writer == 0) {
+		int f;
+
+		/* Its copy of the image fd would keep the image open. */
+		close(fd);
+		f = open(OTHER_MNT "/late", O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+
+		_exit(f >= 0 && write(f, "x", 1) == 1 && !fsync(f) ? 0 : 1);
+	}
+	for (i = 0; proc_state(writer) != 'D'; i++) {
+		ASSERT_LT(i, 1000) TH_LOG("writer '%c', not blocked", proc_state(writer));
+		usleep(10000);
+	}
+	usleep(200000);
+	EXPECT_EQ(0, waitpid(writer, &status, WNOHANG)) TH_LOG("the write went through");
+	close(fd);
+	ASSERT_EQ(writer, waitpid(writer, &status, 0));
+	EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	close(frz);
+	EXPECT_EQ(0, umount(OTHER_MNT));
 }
 
 /* hibsnap leaves mainline hibernation working: /dev/snapshot makes an image. */
