@@ -3,15 +3,20 @@
  * The minimal hibernate/resume round trip, across two boots of one kernel,
  * proving that the stream of snapshot_kernel(2) is a real image:
  *
- *   hibsnap_roundtrip save IMAGE_DEV SWAP_DEV
+ *   hibsnap_roundtrip save IMAGE_DEV SWAP_DEV FS_DEV
  *	turns swap on, starts a child holding a 16 MiB pattern (half of it
  *	paged out to swap), a child holding a 700 MiB pattern (all of it in
- *	RAM: most of a 1 GiB machine is user memory) and a counter process,
- *	freezes, takes the image, writes it raw to IMAGE_DEV (a header sector,
- *	then the stream from 4 KiB) and powers off. When the image is
+ *	RAM: most of a 1 GiB machine is user memory), a counter process and
+ *	an appender of numbered, checksummed records to a file on ext4 on a
+ *	dm-hibsnap device over FS_DEV; freezes, takes the image, releases the
+ *	freeze and lets the appender run on (its writes go to the dm-hibsnap
+ *	store, not to FS_DEV), writes the image raw to IMAGE_DEV (a header
+ *	sector, then the stream from 4 KiB) and powers off. When the image is
  *	restored, the call returns again: the rest of the TAP output (the
  *	system resumed, the counter runs on, both patterns and the swapped-out
- *	pages read back) comes from the restored system.
+ *	pages read back, the file holds exactly the records written before the
+ *	atomic point, e2fsck finds the filesystem clean, and the appender goes
+ *	on) comes from the restored system.
  *
  *   hibsnap_roundtrip load IMAGE_DEV
  *	feeds the stream to the kernel's own loader: /dev/snapshot write(),
@@ -23,6 +28,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,7 +51,11 @@
 /* A small pattern half paged out to swap, and a large one that is all in RAM. */
 #define SWAPPED_MB 16UL
 #define LARGE_MB 700UL
-#define NR_TESTS 10
+#define NR_TESTS 15
+/* ext4 on a dm-hibsnap device over FS_DEV, with the appender's file. */
+#define FS_DM "hsrt"
+#define FS_MNT "/mnt"
+#define RECORDS FS_MNT "/records"
 
 struct header {
 	char magic[32];
@@ -160,6 +170,169 @@ static int check_pattern(struct pattern *p)
 	return read(p->verdict[0], &c, 1) == 1 && c == 'y';
 }
 
+/*
+ * The appender's records: seq counts from 0, epoch says when the record was
+ * made (0 up to the atomic point, 1 in the first boot after it, 2 in the
+ * restored system after the release), crc covers the rest.
+ */
+struct record {
+	uint64_t seq;
+	uint32_t epoch;
+	unsigned char payload[48];
+	uint32_t crc;
+};
+
+/* Shared with the appender: records whose write(2) returned, epoch, pause. */
+struct appender {
+	unsigned long done, paused;
+	unsigned int epoch;
+	int pause;
+};
+
+static uint32_t crc32(const void *buf, size_t len)
+{
+	const unsigned char *p = buf;
+	uint32_t crc = ~0U;
+	int k;
+
+	while (len--) {
+		crc ^= *p++;
+		for (k = 0; k < 8; k++)
+			crc = (crc >> 1) ^ (0xedb88320U & -(crc & 1));
+	}
+	return ~crc;
+}
+
+static void make_record(struct record *r, uint64_t seq, uint32_t epoch)
+{
+	size_t i;
+
+	r->seq = seq;
+	r->epoch = epoch;
+	for (i = 0; i < sizeof(r->payload); i++)
+		r->payload[i] = seq * 131 + epoch * 17 + i;
+	r->crc = crc32(r, offsetof(struct record, crc));
+}
+
+/*
+ * The appender: one record a write(2) to RECORDS (O_APPEND), fdatasync(2)
+ * every 32, so that the journal commits all the time; stops for good when
+ * asked to pause.
+ */
+static void appender_child(struct appender *a)
+{
+	struct record r;
+	uint64_t seq;
+	int fd;
+
+	fd = open(RECORDS, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+	if (fd < 0)
+		_exit(1);
+	for (seq = 0; !__atomic_load_n(&a->pause, __ATOMIC_ACQUIRE); seq++) {
+		make_record(&r, seq, __atomic_load_n(&a->epoch, __ATOMIC_RELAXED));
+		if (write(fd, &r, sizeof(r)) != sizeof(r))
+			_exit(2);
+		__atomic_store_n(&a->done, seq + 1, __ATOMIC_RELEASE);
+		if ((seq + 1) % 32 == 0 && fdatasync(fd))
+			_exit(3);
+	}
+	__atomic_store_n(&a->paused, 1, __ATOMIC_RELEASE);
+	for (;;)
+		pause();
+}
+
+/*
+ * Reads RECORDS from the disk (O_DIRECT): the number of records, if every
+ * one is whole, in order and of epoch 0 before @restored and of epoch 2
+ * from it on (@restored < 0: all of epoch 0); else -1, with the reason.
+ */
+static long disk_records(long restored)
+{
+	const size_t len = 1UL << 20;
+	struct record *r = aligned_alloc(PAGE, len);
+	long i = 0, k, ret = -1;
+	uint32_t epoch;
+	ssize_t n = 1;
+	int fd;
+
+	fd = open(RECORDS, O_RDONLY | O_DIRECT | O_CLOEXEC);
+	if (!r || fd < 0) {
+		printf("# %s: %s\n", RECORDS, strerror(errno));
+		goto out;
+	}
+	while ((n = read(fd, r, len)) > 0) {
+		if (n % sizeof(*r)) {
+			printf("# %s: a torn record at byte %ld\n", RECORDS,
+			       i * (long)sizeof(*r) + n);
+			goto out;
+		}
+		for (k = 0; k < n / (long)sizeof(*r); k++, i++) {
+			epoch = restored >= 0 && i >= restored ? 2 : 0;
+			if (r[k].seq != (uint64_t)i || r[k].epoch != epoch ||
+			    r[k].crc != crc32(&r[k], offsetof(struct record, crc))) {
+				printf("# record %ld: seq %llu epoch %u (want %u), crc %s\n", i,
+				       (unsigned long long)r[k].seq, r[k].epoch, epoch,
+				       r[k].crc == crc32(&r[k], offsetof(struct record, crc)) ?
+				       "good" : "bad");
+				goto out;
+			}
+		}
+	}
+	if (n < 0)
+		printf("# %s: read: %s\n", RECORDS, strerror(errno));
+	else
+		ret = i;
+out:
+	if (fd >= 0)
+		close(fd);
+	free(r);
+	return ret;
+}
+
+/* Prints @text as TAP comment lines. */
+static void print_lines(char *text)
+{
+	char *line, *save;
+
+	for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
+		printf("# %s\n", line);
+}
+
+/* Waits up to @seconds for *@v >= @want. */
+static int reaches(unsigned long *v, unsigned long want, int seconds)
+{
+	double deadline = now_s() + seconds;
+
+	while (__atomic_load_n(v, __ATOMIC_ACQUIRE) < want) {
+		if (now_s() > deadline)
+			return 0;
+		usleep(10000);
+	}
+	return 1;
+}
+
+/*
+ * ext4 on FS_DM, a dm-hibsnap device over @dev, mounted on FS_MNT, and the
+ * appender writing to it: its pid, or -1.
+ */
+static pid_t start_appender(const char *dev, struct appender *a)
+{
+	pid_t pid;
+
+	if (run(NULL, 0, "/usr/sbin/mke2fs -q -F -t ext4 -b 4096 %s", dev) ||
+	    run(NULL, 0, "dmsetup create %s --table \"0 $(blockdev --getsz %s) hibsnap %s\"",
+		FS_DM, dev, dev) ||
+	    run(NULL, 0, "dmsetup mknodes %s", FS_DM))
+		return -1;
+	mkdir(FS_MNT, 0755);
+	if (mount("/dev/mapper/" FS_DM, FS_MNT, "ext4", 0, NULL))
+		return -1;
+	pid = fork();
+	if (pid == 0)
+		appender_child(a);
+	return pid;
+}
+
 static int write_all(int fd, const void *buf, size_t len)
 {
 	const char *p = buf;
@@ -200,21 +373,119 @@ static void check_lockdown(void)
 	       strerror(err));
 }
 
-static int save(const char *image_dev, const char *swap_dev)
+/* Whether @pid is stopped within @seconds. */
+static int stops_within(pid_t pid, int seconds)
+{
+	double deadline = now_s() + seconds;
+
+	while (proc_state(pid) != 'T') {
+		if (now_s() > deadline)
+			return 0;
+		usleep(10000);
+	}
+	return 1;
+}
+
+/*
+ * The first boot after the atomic point: releases the freeze and lets the
+ * appender write 1,000 more records (epoch 1), which must go to the
+ * dm-hibsnap store and never reach the disk the next boot resumes with.
+ */
+static void run_on_after_atomic_point(struct appender *a, pid_t appender, int frz)
+{
+	unsigned long at = __atomic_load_n(&a->done, __ATOMIC_ACQUIRE);
+	char status[256] = "";
+	int ok;
+
+	__atomic_store_n(&a->epoch, 1, __ATOMIC_RELAXED);
+	close(frz);
+	ok = reaches(&a->done, at + 1000, 60);
+	kill(appender, SIGSTOP);
+	ok = ok && !run(status, sizeof(status), "dmsetup status " FS_DM) &&
+	     strstr(status, " snapshot store ") && !strstr(status, "diverted 0 ");
+	status[strcspn(status, "\n")] = 0;
+	result(ok,
+	       "after the release the appender wrote %lu records past the %lu of the atomic point, into the dm-hibsnap store: %s",
+	       __atomic_load_n(&a->done, __ATOMIC_ACQUIRE) - at, at, status);
+}
+
+/*
+ * The restored system, the freeze still held: the file on the disk holds the
+ * records written before the atomic point, and e2fsck finds the filesystem
+ * clean (the device suspended with it frozen, as the snapshot did). Returns
+ * the number of records on the disk, or -1.
+ */
+static long check_disk_after_resume(struct appender *a, pid_t appender, const char *fs_dev)
+{
+	unsigned long at = __atomic_load_n(&a->done, __ATOMIC_ACQUIRE);
+	char out[2048];
+	long k;
+	int rc;
+
+	/* A write asleep at the atomic point completes now, then it stops. */
+	if (!stops_within(appender, 10))
+		printf("# appender not stopped: '%c'\n", proc_state(appender));
+	k = disk_records(-1);
+	/* At the atomic point the last write(2) may have been done or in flight. */
+	result(k == (long)at || k == (long)at + 1,
+	       "on the disk after resume: %ld records, all of before the atomic point, where the appender had written %lu",
+	       k, at);
+	/* The origin's own page cache may be older than the disk: dropped. */
+	rc = run(out, sizeof(out), "(%s && %s && /usr/sbin/e2fsck -fn %s; rc=$?; %s && exit $rc)",
+		 "dmsetup suspend " FS_DM, "echo 1 >/proc/sys/vm/drop_caches", fs_dev,
+		 "dmsetup resume " FS_DM);
+	if (rc)
+		print_lines(out);
+	result(!rc && run(NULL, 0, "dmesg | grep -q 'EXT4-fs error'"),
+	       "e2fsck -fn %s clean after resume, no ext4 error logged", fs_dev);
+	return k;
+}
+
+/*
+ * The restored system, the freeze released: the appender goes on from where
+ * it was at the atomic point, so the file must hold exactly its records, in
+ * order, those after the resume of epoch 2 and none from the first boot's
+ * run after the atomic point (epoch 1). Then the filesystem is unmounted and
+ * checked again.
+ */
+static void check_appender_goes_on(struct appender *a, pid_t appender, long on_disk)
+{
+	unsigned long done;
+	long k = -1;
+
+	if (reaches(&a->done, on_disk + 500, 60)) {
+		__atomic_store_n(&a->pause, 1, __ATOMIC_RELEASE);
+		if (reaches(&a->paused, 1, 30))
+			k = disk_records(on_disk);
+	}
+	done = __atomic_load_n(&a->done, __ATOMIC_ACQUIRE);
+	result(on_disk >= 0 && k == (long)done,
+	       "the appender went on: the file holds exactly its %lu records, %lu of them from after the resume, none from the first boot's run on",
+	       done, done - on_disk);
+	kill(appender, SIGKILL);
+	waitpid(appender, NULL, 0);
+	result(!umount(FS_MNT) && !run(NULL, 0, "/usr/sbin/e2fsck -fn /dev/mapper/" FS_DM) &&
+	       !run(NULL, 0, "dmsetup remove " FS_DM),
+	       "unmounted: e2fsck -fn clean, " FS_DM " removed");
+}
+
+static int save(const char *image_dev, const char *swap_dev, const char *fs_dev)
 {
 	unsigned long *counter = mmap(NULL, PAGE, PROT_READ | PROT_WRITE,
 				      MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	struct appender *a = mmap(NULL, PAGE, PROT_READ | PROT_WRITE,
+				  MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	struct pattern small = { .mb = SWAPPED_MB, .pageout = 1, .seed = 7 };
 	struct pattern large = { .mb = LARGE_MB, .pageout = 0, .seed = 11 };
 	struct hibsnap_geometry g;
 	struct header hdr = { HDR_MAGIC, 0 };
 	unsigned long before;
-	long swapped, rss, total;
+	long swapped, rss, total, on_disk;
 	int frz, fd, dev;
 	double deadline;
 	char *buf, rss_s[64];
 	ssize_t n;
-	pid_t cnt;
+	pid_t cnt, appender;
 
 	printf("TAP version 13\n1..%d\n", NR_TESTS);
 	fflush(stdout);
@@ -222,7 +493,8 @@ static int save(const char *image_dev, const char *swap_dev)
 		result(0, "swap on %s", swap_dev);
 		return 1;
 	}
-	if (counter == MAP_FAILED || start_pattern(&small) || start_pattern(&large))
+	if (counter == MAP_FAILED || a == MAP_FAILED || start_pattern(&small) ||
+	    start_pattern(&large))
 		return 1;
 	cnt = fork();
 	if (cnt == 0) {
@@ -231,6 +503,12 @@ static int save(const char *image_dev, const char *swap_dev)
 	}
 	if (cnt < 0)
 		return 1;
+	appender = start_appender(fs_dev, a);
+	if (appender < 0) {
+		result(0, "ext4 on dm-hibsnap over %s, and the appender: %s", fs_dev,
+		       strerror(errno));
+		return 1;
+	}
 	swapped = vm_swap_kb(small.pid);
 	result(swapped > 0, "pattern child has %ld kB in swap", swapped);
 	/* The large image: most of RAM is user memory, none of it in swap. */
@@ -239,6 +517,10 @@ static int save(const char *image_dev, const char *swap_dev)
 	result(rss >= (long)(LARGE_MB << 10) * 95 / 100 && vm_swap_kb(large.pid) == 0,
 	       "large pattern child: %ld kB resident (%ld%% of MemTotal), none in swap",
 	       rss, total > 0 ? rss * 100 / total : -1);
+	if (!reaches(&a->done, 2000, 60)) {
+		result(0, "the appender wrote %lu records", a->done);
+		return 1;
+	}
 
 	frz = sys_freeze_processes(0);
 	if (frz < 0) {
@@ -255,7 +537,12 @@ static int save(const char *image_dev, const char *swap_dev)
 		return 1;
 	}
 	if (!(g.flags & HIBSNAP_GEOMETRY_RESUMED)) {
-		/* Boot 1: write the image and power off, the image still open. */
+		/*
+		 * Boot 1: the system runs on, then the image is written and
+		 * the machine powered off, the image still open.
+		 */
+		run_on_after_atomic_point(a, appender, frz);
+		kill(cnt, SIGSTOP);
 		dev = open(image_dev, O_WRONLY | O_CLOEXEC);
 		buf = malloc(CHUNK);
 		if (dev < 0 || !buf)
@@ -280,11 +567,14 @@ static int save(const char *image_dev, const char *swap_dev)
 	}
 
 	/*
-	 * The restored system: the same call returned again. Test 3 (the image
-	 * written) ran after the atomic point, in the first boot only.
+	 * The restored system: the same call returned again. Tests 3 and 4
+	 * (the run after the atomic point, the image written) ran in the
+	 * first boot only.
 	 */
-	nr++;
+	nr += 2;
 	result(1, "snapshot_kernel returned in the restored system (resumed)");
+	on_disk = check_disk_after_resume(a, appender, fs_dev);
+	__atomic_store_n(&a->epoch, 2, __ATOMIC_RELAXED);
 	close(fd);
 	close(frz);
 	before = __atomic_load_n(counter, __ATOMIC_RELAXED);
@@ -302,6 +592,7 @@ static int save(const char *image_dev, const char *swap_dev)
 	       swapped, vm_swap_kb(small.pid));
 	result(run(NULL, 0, "swapoff %s", swap_dev) == 0, "swap still valid: swapoff %s",
 	       swap_dev);
+	check_appender_goes_on(a, appender, on_disk);
 	kill(small.pid, SIGKILL);
 	kill(large.pid, SIGKILL);
 	kill(cnt, SIGKILL);
@@ -348,10 +639,10 @@ static int load(const char *image_dev)
 int main(int argc, char **argv)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	if (argc == 4 && !strcmp(argv[1], "save"))
-		return save(argv[2], argv[3]);
+	if (argc == 5 && !strcmp(argv[1], "save"))
+		return save(argv[2], argv[3], argv[4]);
 	if (argc == 3 && !strcmp(argv[1], "load"))
 		return load(argv[2]);
-	fprintf(stderr, "usage: %s save IMAGE_DEV SWAP_DEV | load IMAGE_DEV\n", argv[0]);
+	fprintf(stderr, "usage: %s save IMAGE_DEV SWAP_DEV FS_DEV | load IMAGE_DEV\n", argv[0]);
 	return 2;
 }
