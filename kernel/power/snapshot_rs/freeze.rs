@@ -49,7 +49,11 @@ use kernel::{
             Atomic,
             AtomicFlag, //
         },
-        rcu, Arc, Completion,
+        new_spinlock,
+        rcu,
+        Arc,
+        Completion,
+        SpinLock, //
     },
     task::{
         Pid,
@@ -351,9 +355,8 @@ impl StopSet {
     }
 }
 
-/// Continues `groups`, in one go under the task list lock, as the stops were sent.
-fn continue_groups<'a>(groups: impl Iterator<Item = &'a ARef<Task>>) {
-    let _tasks = tasklist::read_lock();
+/// Continues `groups`, in one go under the task list lock (`_tasks`), as the stops were sent.
+fn continue_groups<'a>(_tasks: &tasklist::ReadLock, groups: impl Iterator<Item = &'a ARef<Task>>) {
     for leader in groups {
         // `ESRCH`: the group exited while stopped, there is nothing left to continue.
         let _ = leader.send_signal_private(Signal::CONT, Target::ThreadGroup);
@@ -364,10 +367,14 @@ fn continue_groups<'a>(groups: impl Iterator<Item = &'a ARef<Task>>) {
 ///
 /// Waking thousands of tasks takes CPU time; charged to the releasing task, it would keep that
 /// task off the CPU (EEVDF's lag) until every task it woke had run as long: seconds, with
-/// a thousand busy tasks on two CPUs, before `close()` returns.
+/// a thousand busy tasks on two CPUs, before `close()` returns. The worker wakes the releasing
+/// task before it can itself be preempted by the tasks it continued, and only then drops its
+/// references on them and frees the set, which the releasing task does not wait for.
 #[pin_data]
 struct Release {
-    groups: KVVec<ARef<Task>>,
+    /// The groups the freeze stopped: filled once the work item exists, taken by the worker.
+    #[pin]
+    groups: SpinLock<Option<RBTree<Pid, ARef<Task>>>>,
     #[pin]
     done: Completion,
     #[pin]
@@ -382,52 +389,53 @@ impl WorkItem for Release {
     type Pointer = Arc<Release>;
 
     fn run(this: Arc<Release>) {
-        continue_groups(this.groups.iter());
+        let groups = this.groups.lock().take();
+        let tasks = tasklist::read_lock();
+        if let Some(groups) = &groups {
+            continue_groups(&tasks, groups.values());
+        }
+        // The releasing task is woken while the lock still keeps this CPU from switching: the
+        // tasks just continued cannot preempt the worker before it, which would leave the
+        // releasing task waiting for the worker's next turn among them.
         this.done.complete_all();
+        drop(tasks);
+        drop(groups);
     }
 }
 
 impl Release {
-    /// Continues `groups` from a worker, and waits until it has; fails only if the work item
-    /// cannot be allocated, with nothing continued.
-    fn run_and_wait(groups: KVVec<ARef<Task>>) -> Result {
-        let release = Arc::pin_init(
+    /// Continues `groups` from a worker, and waits until it has. Without memory for the work
+    /// item, continues them from here.
+    fn run_and_wait(groups: RBTree<Pid, ARef<Task>>) {
+        let release = match Arc::pin_init(
             pin_init!(Release {
-                groups,
+                groups <- new_spinlock!(None, "hibsnap::freeze::Release::groups"),
                 done <- Completion::new(),
                 work <- new_work!("hibsnap::freeze::Release::work"),
             }),
             GFP_KERNEL,
-        )?;
-        if workqueue::system_highpri()
-            .enqueue(release.clone())
-            .is_err()
-        {
-            continue_groups(release.groups.iter());
-            return Ok(());
+        ) {
+            Ok(release) => release,
+            Err(_) => {
+                continue_groups(&tasklist::read_lock(), groups.values());
+                return;
+            }
+        };
+        *release.groups.lock() = Some(groups);
+        if let Err(release) = workqueue::system_highpri().enqueue(release.clone()) {
+            // Never queued before, so this does not happen; continued from here if it did.
+            if let Some(groups) = release.groups.lock().take() {
+                continue_groups(&tasklist::read_lock(), groups.values());
+            }
+            return;
         }
         release.done.wait_for_completion();
-        Ok(())
     }
 }
 
 impl Drop for StopSet {
     fn drop(&mut self) {
-        let mut groups = KVVec::new();
-        if groups
-            .reserve(self.stopped.values().count(), GFP_KERNEL)
-            .is_ok()
-        {
-            for leader in self.stopped.values() {
-                // Within the capacity just reserved.
-                let _ = groups.push_within_capacity(leader.clone());
-            }
-            if Release::run_and_wait(groups).is_ok() {
-                return;
-            }
-        }
-        // No memory for a worker: continue them from here.
-        continue_groups(self.stopped.values());
+        Release::run_and_wait(core::mem::take(&mut self.stopped));
     }
 }
 
