@@ -55,7 +55,8 @@ RESTORING = re.compile(r'^HIBSNAP-LOAD: \d+ bytes loaded, restoring')
 KINDS = {
     'hibsnap': "hibsnap's behaviour (kselftests, hibsnap's KUnit suites and doctests)",
     'kernel': 'upstream kernel crate doctests and KUnit suites',
-    'style': 'style (rustfmt, checkpatch --strict)',
+    'tool': "the hibsnap tool's own tests (cargo test)",
+    'style': 'style (rustfmt, checkpatch --strict, clippy)',
     'parser': 'harness self-test (this parser on doctored logs)',
     'matrix': 'build matrix',
     'harness': 'run integrity (boots, markers, plans, kernel log)',

@@ -38,6 +38,12 @@ chroot_mount() {
 	mount --bind "$REPO" "$root/hibsnap/repo"
 	mount --bind "$HIBSNAP_CACHE/work" "$root/hibsnap/cache"
 	cp -L /etc/resolv.conf "$root/etc/resolv.conf" 2>/dev/null || true
+	# The host's CA certificates, for cargo's downloads from crates.io: where
+	# the host reaches the internet through a TLS-inspecting proxy, only its
+	# own store has that proxy's CA.
+	mkdir -p "$root/etc/hibsnap"
+	cp -L /etc/ssl/certs/ca-certificates.crt "$root/etc/hibsnap/host-ca.crt" 2>/dev/null \
+		|| cp -L "$root/etc/ssl/certs/ca-certificates.crt" "$root/etc/hibsnap/host-ca.crt" 2>/dev/null || true
 }
 
 chroot_umount() {
@@ -56,6 +62,7 @@ in_chroot() {
 		PATH=/usr/sbin:/usr/bin:/sbin:/bin \
 		HIBSNAP_JOBS="$HIBSNAP_JOBS" HIBSNAP_VERBOSE="${HIBSNAP_VERBOSE:-}" \
 		HIBSNAP_TIMEOUT="${HIBSNAP_TIMEOUT:-}" \
+		CARGO_HTTP_CAINFO=/etc/hibsnap/host-ca.crt \
 		chroot "$CHROOT" "$@"
 }
 
