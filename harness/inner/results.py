@@ -19,11 +19,14 @@ suite (even when its children passed), a skipped headline test (--headline),
 and any BUG, WARNING, Oops, panic, lockdep report, RCU stall or hung task in
 any boot's kernel log.
 
-The boots of the round trip: rt-save begins the kselftest "roundtrip" and
+The boots of a round trip: rt-save begins the kselftest "roundtrip" and
 powers off inside it; rt-load feeds the image to the kernel's loader, and the
 restored system (rt-save's, running on) prints the rest of the kselftest and
 the end marker. The kselftest is read across the two boots, but each boot is
-checked on its own.
+checked on its own. tool-save and tool-load are the same for the round trip
+through the hibsnap tool ("tool_roundtrip"): any NAME-save boot may power off
+inside its kselftest, and in any NAME-load boot the kselftest goes on after
+the line that hands the image to the loader.
 
 Prints each test, a breakdown by kind, the skipped tests by name, and a last
 line "N passed, N failed, N skipped". Exits 1 if anything failed.
@@ -49,7 +52,7 @@ BAD_KERNEL_LINES = [
     )
 ]
 # The restored system of the round trip takes over from the loader here.
-RESTORING = re.compile(r'^HIBSNAP-LOAD: \d+ bytes loaded, restoring')
+RESTORING = re.compile(r'^(HIBSNAP-LOAD: \d+ bytes|hibsnap: \d+ MiB verified and) loaded, restoring')
 
 # Kinds of tests, in the order of the breakdown.
 KINDS = {
@@ -316,7 +319,7 @@ def test_run(args, tally):
     boots = {name: Boot(args.out, name) for name in args.boots}
     print('boots:')
     for name, boot in boots.items():
-        boot.check(tally, want_end=(name != 'rt-save'))
+        boot.check(tally, want_end=not name.endswith('-save'))
     if 'test' in boots:
         print('KUnit (built in, run at boot):')
         kunit(boots['test'], tally, args.kunit_suites)
@@ -324,11 +327,11 @@ def test_run(args, tally):
     stream = []
     for name, boot in boots.items():
         lines = boot.tests or []
-        if name == 'rt-load':
+        if name.endswith('-load'):
             # Only what the restored system printed belongs to the kselftest.
             at = next((i for i, l in enumerate(lines) if RESTORING.match(l)), None)
             if at is None:
-                tally.problem('boot rt-load: the image was never handed to the loader')
+                tally.problem(f'boot {name}: the image was never handed to the loader')
                 stream += [(name, l) for l in lines if l.startswith('HIBSNAP-LOAD')]
                 continue
             lines = lines[at + 1:]

@@ -2,5 +2,6 @@
 //! The hibsnap tool's library: the kernel interface, and the image container.
 
 pub mod container;
+pub mod stream;
 pub mod sys;
 pub mod uapi;
