@@ -239,6 +239,7 @@ pub fn resume(image: &str, key: &Path) -> Result<()> {
         release,
         hex(&build_id)
     );
+    let t0 = Instant::now();
     let mut snap = OpenOptions::new()
         .write(true)
         .open("/dev/snapshot")
@@ -258,8 +259,9 @@ pub fn resume(image: &str, key: &Path) -> Result<()> {
     // Never restored twice: the header's magic goes before control passes to the image.
     invalidate(&mut dev)?;
     println!(
-        "hibsnap: {} MiB verified and loaded, restoring",
-        h.stream_bytes >> 20
+        "hibsnap: {} MiB verified and loaded in {:.2} s, restoring",
+        h.stream_bytes >> 20,
+        t0.elapsed().as_secs_f64()
     );
     let err = snapshot_dev::ioctl(&snap, snapshot_dev::ATOMIC_RESTORE).err();
     let _ = snapshot_dev::ioctl(&snap, snapshot_dev::UNFREEZE);
