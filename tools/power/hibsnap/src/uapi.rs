@@ -63,52 +63,64 @@ pub const IOC_GEOMETRY: u32 = ior(0x01, size_of::<Geometry>());
 /// `HIBSNAP_IOC_FREEZE_STATUS`.
 pub const IOC_FREEZE_STATUS: u32 = ior(0x02, size_of::<FreezeStatus>());
 
-impl Geometry {
-    /// The geometry as the bytes of the C struct, little-endian (x86_64).
-    pub fn to_bytes(&self) -> [u8; size_of::<Geometry>()] {
-        let mut out = [0u8; size_of::<Geometry>()];
-        let mut at = 0;
-        let mut put = |b: &[u8]| {
-            out[at..at + b.len()].copy_from_slice(b);
-            at += b.len();
-        };
-        put(&self.copied_pages.to_le_bytes());
-        put(&self.streamed_pages.to_le_bytes());
-        put(&self.zero_pages.to_le_bytes());
-        put(&self.meta_pages.to_le_bytes());
-        put(&self.image_bytes.to_le_bytes());
-        put(&self.page_size.to_le_bytes());
-        put(&self.flags.to_le_bytes());
-        put(&self.atomic_ns.to_le_bytes());
-        put(&self.cow_pages.to_le_bytes());
-        put(&self.denied_pages.to_le_bytes());
-        put(&self.pinned_pages.to_le_bytes());
-        put(&self.swapcache_pages.to_le_bytes());
-        put(&self.exclusive_pages.to_le_bytes());
-        out
-    }
-
-    /// The geometry from the bytes of the C struct, as [`Geometry::to_bytes`] writes them.
-    pub fn from_bytes(b: &[u8; size_of::<Geometry>()]) -> Geometry {
-        let u64_at = |at: usize| u64::from_le_bytes(b[at..at + 8].try_into().unwrap());
-        let u32_at = |at: usize| u32::from_le_bytes(b[at..at + 4].try_into().unwrap());
-        Geometry {
-            copied_pages: u64_at(0),
-            streamed_pages: u64_at(8),
-            zero_pages: u64_at(16),
-            meta_pages: u64_at(24),
-            image_bytes: u64_at(32),
-            page_size: u32_at(40),
-            flags: u32_at(44),
-            atomic_ns: u64_at(48),
-            cow_pages: u64_at(56),
-            denied_pages: u64_at(64),
-            pinned_pages: u64_at(72),
-            swapcache_pages: u64_at(80),
-            exclusive_pages: u64_at(88),
-        }
-    }
+/// An integer field of a uapi struct, as its little-endian (x86_64) bytes.
+trait LeField: Sized {
+    fn put(self, out: &mut [u8]);
+    fn get(b: &[u8]) -> Self;
 }
+
+macro_rules! le_field {
+    ($($t:ty),*) => {$(
+        impl LeField for $t {
+            fn put(self, out: &mut [u8]) {
+                out[..size_of::<$t>()].copy_from_slice(&self.to_le_bytes());
+            }
+
+            fn get(b: &[u8]) -> Self {
+                <$t>::from_le_bytes(b[..size_of::<$t>()].try_into().unwrap())
+            }
+        }
+    )*};
+}
+
+le_field!(u32, u64);
+
+/// `to_bytes()` and `from_bytes()` for a uapi struct: each field at its `offset_of!`.
+macro_rules! uapi_bytes {
+    ($t:ident { $($f:ident),* $(,)? }) => {
+        impl $t {
+            /// The struct as the bytes of the C struct, little-endian (x86_64).
+            pub fn to_bytes(&self) -> [u8; size_of::<$t>()] {
+                let mut out = [0u8; size_of::<$t>()];
+                $(self.$f.put(&mut out[core::mem::offset_of!($t, $f)..]);)*
+                out
+            }
+
+            /// The struct from the bytes of the C struct, as `to_bytes()` writes them.
+            pub fn from_bytes(b: &[u8; size_of::<$t>()]) -> $t {
+                $t {
+                    $($f: LeField::get(&b[core::mem::offset_of!($t, $f)..]),)*
+                }
+            }
+        }
+    };
+}
+
+uapi_bytes!(Geometry {
+    copied_pages,
+    streamed_pages,
+    zero_pages,
+    meta_pages,
+    image_bytes,
+    page_size,
+    flags,
+    atomic_ns,
+    cow_pages,
+    denied_pages,
+    pinned_pages,
+    swapcache_pages,
+    exclusive_pages,
+});
 
 #[cfg(test)]
 mod tests {
