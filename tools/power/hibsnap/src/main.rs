@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 
 mod freeze;
 mod image;
+mod target;
 
 #[derive(Parser)]
 #[command(
@@ -36,18 +37,23 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         watch: Vec<String>,
     },
-    /// Take an image with snapshot_kernel(2), write it to a block device, power off. In the
-    /// restored system the same command returns and releases the freeze.
+    /// Take an image with snapshot_kernel(2), write it to a block device or a server, power
+    /// off. In the restored system the same command returns and releases the freeze.
     Hibernate {
-        /// The block device to write the image to (not mounted, not swap, not dm-hibsnap).
-        #[arg(long, value_name = "DEVICE")]
+        /// Where the image goes: a block device (not mounted, not swap, not dm-hibsnap), or
+        /// tcp://HOST:PORT[/NAME] for `hibsnap serve`.
+        #[arg(long, value_name = "TARGET")]
         image: String,
         /// The key that authenticates the image: 32 bytes, or 64 hexadecimal digits.
         #[arg(long, value_name = "FILE")]
         key_file: PathBuf,
         /// Everything but the power off: snapshot, write, verify, release.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "no_poweroff")]
         dry_run: bool,
+        /// Do not power off: stay frozen until the machine is switched off from outside (a
+        /// hypervisor, the power button); SIGINT or SIGTERM cancels and invalidates the image.
+        #[arg(long)]
+        no_poweroff: bool,
         /// Threads that compress (default: one per CPU).
         #[arg(long)]
         threads: Option<usize>,
@@ -58,8 +64,8 @@ enum Command {
     /// In the next boot's initramfs: check the image and hand it to the kernel's loader.
     /// Returns only if nothing was restored.
     Resume {
-        /// The block device the image was written to.
-        #[arg(long, value_name = "DEVICE")]
+        /// Where the image was written: a block device, or tcp://HOST:PORT[/NAME].
+        #[arg(long, value_name = "TARGET")]
         image: String,
         /// The key the image was written with.
         #[arg(long, value_name = "FILE")]
@@ -67,12 +73,34 @@ enum Command {
     },
     /// Print an image's header and geometry, and verify every chunk.
     Inspect {
-        /// The image (a block device or a file).
+        /// The image: a block device, a file, or tcp://HOST:PORT[/NAME].
         image: String,
         /// The key the image was written with.
         #[arg(long, value_name = "FILE")]
         key_file: PathBuf,
     },
+    /// Store images sent to tcp:// targets in a directory, and serve them back.
+    Serve {
+        /// The address to listen on, such as 127.0.0.1:7000 (port 0: any free port).
+        #[arg(long, value_name = "ADDR:PORT")]
+        listen: String,
+        /// The directory that keeps the images, one NAME.hibsnap file each.
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+    },
+}
+
+/// Runs `hibsnap serve`: prints the address it listens on, then a line per request.
+fn serve(listen: &str, dir: &std::path::Path) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let listener =
+        std::net::TcpListener::bind(listen).with_context(|| format!("listening on {listen}"))?;
+    println!(
+        "hibsnap serve: listening on {}, images in {}",
+        listener.local_addr()?,
+        dir.display()
+    );
+    hibsnap::remote::serve(listener, dir, |line| println!("hibsnap serve: {line}"))
 }
 
 fn main() -> ExitCode {
@@ -83,18 +111,21 @@ fn main() -> ExitCode {
             image,
             key_file,
             dry_run,
+            no_poweroff,
             threads,
             level,
         } => image::hibernate(&image::Hibernate {
             image: &image,
             key: &key_file,
             dry_run,
+            no_poweroff,
             threads: threads
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
             level,
         }),
         Command::Resume { image, key_file } => image::resume(&image, &key_file),
         Command::Inspect { image, key_file } => image::inspect(&image, &key_file),
+        Command::Serve { listen, dir } => serve(&listen, &dir),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,9 +1,12 @@
 // SPDX-License-Identifier: GPL-2.0
-//! The system calls and ioctls of hibsnap, each as a safe function. All the `unsafe` of the
-//! tool is here.
+//! The system calls and ioctls of hibsnap, each as a safe function. The tool's `unsafe` is
+//! here: hibsnap's own two system calls, which no crate knows, and the ioctls' types.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::path::Path;
+
+use rustix::ioctl::{Getter, NoArg, Opcode};
 
 use crate::uapi;
 
@@ -39,59 +42,39 @@ pub fn snapshot_kernel(overhead_pages: u64, flags: u32) -> io::Result<OwnedFd> {
     })
 }
 
-/// An `_IOR` ioctl that fills a `T`.
-fn ioctl_read<T: Default>(fd: &impl AsRawFd, cmd: u32) -> io::Result<T> {
-    let mut out = T::default();
-    // SAFETY: `cmd` is an `_IOR` command whose size is `size_of::<T>()` (see `uapi`), so the
-    // kernel writes at most that many bytes, into `out`, which lives across the call.
-    let ret = unsafe {
-        libc::ioctl(
-            fd.as_raw_fd(),
-            cmd as libc::Ioctl,
-            &mut out as *mut T as *mut libc::c_void,
-        )
-    };
-    if ret < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(out)
-}
-
 /// `HIBSNAP_IOC_GEOMETRY` on an image descriptor.
-pub fn geometry(image: &OwnedFd) -> io::Result<uapi::Geometry> {
-    ioctl_read(image, uapi::IOC_GEOMETRY)
+pub fn geometry(image: &impl AsFd) -> io::Result<uapi::Geometry> {
+    // SAFETY: `IOC_GEOMETRY` is `_IOR(HIBSNAP_IOC_MAGIC, 1, struct hibsnap_geometry)`, and
+    // `uapi::Geometry` is that struct, field for field (checked by `uapi`'s tests).
+    let get = unsafe { Getter::<{ uapi::IOC_GEOMETRY as Opcode }, uapi::Geometry>::new() };
+    // SAFETY: `get` is an `_IOR` ioctl whose output type matches its size (above).
+    Ok(unsafe { rustix::ioctl::ioctl(image, get) }?)
 }
 
 /// `HIBSNAP_IOC_FREEZE_STATUS` on a freeze descriptor.
-pub fn freeze_status(freeze: &OwnedFd) -> io::Result<uapi::FreezeStatus> {
-    ioctl_read(freeze, uapi::IOC_FREEZE_STATUS)
+pub fn freeze_status(freeze: &impl AsFd) -> io::Result<uapi::FreezeStatus> {
+    // SAFETY: `IOC_FREEZE_STATUS` is `_IOR(HIBSNAP_IOC_MAGIC, 2, struct hibsnap_freeze_status)`,
+    // and `uapi::FreezeStatus` is that struct (checked by `uapi`'s tests).
+    let get = unsafe { Getter::<{ uapi::IOC_FREEZE_STATUS as Opcode }, uapi::FreezeStatus>::new() };
+    // SAFETY: `get` is an `_IOR` ioctl whose output type matches its size (above).
+    Ok(unsafe { rustix::ioctl::ioctl(freeze, get) }?)
 }
 
 /// `mlockall(MCL_CURRENT | MCL_FUTURE)`: the tool must not wait for its own pages while it
 /// writes the image.
 pub fn mlockall() -> io::Result<()> {
-    // SAFETY: `mlockall` takes flags only.
-    if unsafe { libc::mlockall(libc::MCL_CURRENT | libc::MCL_FUTURE) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    use rustix::mm::MlockAllFlags;
+    Ok(rustix::mm::mlockall(
+        MlockAllFlags::CURRENT | MlockAllFlags::FUTURE,
+    )?)
 }
 
 /// The running kernel's release, as `uname -r` prints it.
-pub fn kernel_release() -> io::Result<String> {
-    // SAFETY: `utsname` is plain data, valid when zeroed.
-    let mut u: libc::utsname = unsafe { core::mem::zeroed() };
-    // SAFETY: `u` is a valid `utsname` for the kernel to fill.
-    if unsafe { libc::uname(&mut u) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let bytes: Vec<u8> = u
-        .release
-        .iter()
-        .take_while(|&&c| c != 0)
-        .map(|&c| c as u8)
-        .collect();
-    Ok(String::from_utf8_lossy(&bytes).into_owned())
+pub fn kernel_release() -> String {
+    rustix::system::uname()
+        .release()
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// The running kernel's GNU build id, from `/sys/kernel/notes`; empty if it has none.
@@ -119,53 +102,64 @@ pub fn kernel_build_id() -> Vec<u8> {
     Vec::new()
 }
 
-/// `n` random bytes from the kernel.
+/// `N` random bytes from the kernel.
 pub fn random_bytes<const N: usize>() -> io::Result<[u8; N]> {
     let mut out = [0u8; N];
     let mut got = 0;
     while got < N {
-        // SAFETY: the kernel writes at most `N - got` bytes at `out[got..]`, which is ours.
-        let n = unsafe { libc::getrandom(out[got..].as_mut_ptr().cast(), N - got, 0) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() != io::ErrorKind::Interrupted {
-                return Err(e);
-            }
-            continue;
+        match rustix::rand::getrandom(&mut out[got..], rustix::rand::GetRandomFlags::empty()) {
+            Ok(n) => got += n,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
         }
-        got += n as usize;
     }
     Ok(out)
 }
 
+/// Bytes free for an unprivileged writer on the filesystem of `path`.
+pub fn free_bytes(path: &Path) -> io::Result<u64> {
+    let s = rustix::fs::statvfs(path)?;
+    Ok(s.f_bavail.saturating_mul(s.f_frsize))
+}
+
 /// Powers the machine off, after a sync. Returns only on failure.
 pub fn power_off() -> io::Error {
-    // SAFETY: `sync` takes no arguments.
-    unsafe { libc::sync() };
-    // SAFETY: `reboot` with `RB_POWER_OFF` takes no memory of ours.
-    unsafe { libc::reboot(libc::RB_POWER_OFF) };
-    io::Error::last_os_error()
+    rustix::fs::sync();
+    match rustix::system::reboot(rustix::system::RebootCommand::PowerOff) {
+        Ok(()) => io::Error::other("reboot(RB_POWER_OFF) returned"),
+        Err(e) => e.into(),
+    }
 }
 
 /// The ioctls of the kernel's own image loader, `/dev/snapshot` (`linux/suspend_ioctls.h`).
 pub mod snapshot_dev {
     use std::io;
-    use std::os::fd::AsRawFd;
+    use std::os::fd::AsFd;
 
-    const MAGIC: u32 = b'3' as u32;
-    /// `SNAPSHOT_FREEZE`.
-    pub const FREEZE: u32 = (MAGIC << 8) | 1;
-    /// `SNAPSHOT_UNFREEZE`.
-    pub const UNFREEZE: u32 = (MAGIC << 8) | 2;
-    /// `SNAPSHOT_ATOMIC_RESTORE`.
-    pub const ATOMIC_RESTORE: u32 = (MAGIC << 8) | 4;
+    use rustix::ioctl::opcode;
 
-    /// An `_IO` ioctl (no argument) on `/dev/snapshot`.
-    pub fn ioctl(fd: &impl AsRawFd, cmd: u32) -> io::Result<()> {
-        // SAFETY: the commands above take no argument and touch no memory of ours.
-        if unsafe { libc::ioctl(fd.as_raw_fd(), cmd as libc::Ioctl, 0) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
+    const MAGIC: u8 = b'3';
+
+    /// `SNAPSHOT_FREEZE`: freezes every other process, before an image is fed in.
+    pub fn freeze(fd: &impl AsFd) -> io::Result<()> {
+        super::no_arg::<{ opcode::none(MAGIC, 1) }>(fd)
     }
+
+    /// `SNAPSHOT_UNFREEZE`: thaws them again.
+    pub fn unfreeze(fd: &impl AsFd) -> io::Result<()> {
+        super::no_arg::<{ opcode::none(MAGIC, 2) }>(fd)
+    }
+
+    /// `SNAPSHOT_ATOMIC_RESTORE`: restores the image fed in; returns only on failure.
+    pub fn atomic_restore(fd: &impl AsFd) -> io::Result<()> {
+        super::no_arg::<{ opcode::none(MAGIC, 4) }>(fd)
+    }
+}
+
+/// An `_IO` ioctl: no argument.
+fn no_arg<const OPCODE: Opcode>(fd: &impl AsFd) -> io::Result<()> {
+    // SAFETY: the callers pass `_IO` commands of `/dev/snapshot`, which take no argument.
+    let cmd = unsafe { NoArg::<OPCODE>::new() };
+    // SAFETY: `cmd` takes no argument, so the kernel touches no memory of ours.
+    Ok(unsafe { rustix::ioctl::ioctl(fd, cmd) }?)
 }
