@@ -23,10 +23,11 @@ The boots of a round trip: rt-save begins the kselftest "roundtrip" and
 powers off inside it; rt-load feeds the image to the kernel's loader, and the
 restored system (rt-save's, running on) prints the rest of the kselftest and
 the end marker. The kselftest is read across the two boots, but each boot is
-checked on its own. tool-save and tool-load are the same for the round trip
-through the hibsnap tool ("tool_roundtrip"): any NAME-save boot may power off
-inside its kselftest, and in any NAME-load boot the kselftest goes on after
-the line that hands the image to the loader.
+checked on its own. The round trip through the hibsnap tool
+("tool_roundtrip") has four boots, tool-save, tool-load1-save,
+tool-load2-save and tool-load3: any boot whose name ends in -save may power
+off inside its kselftest, and in any boot whose name has -load (-loadN) the
+kselftest goes on after the line that hands the image to the loader.
 
 Prints each test, a breakdown by kind, the skipped tests by name, and a last
 line "N passed, N failed, N skipped". Exits 1 if anything failed.
@@ -51,6 +52,8 @@ BAD_KERNEL_LINES = [
         r'kernel BUG at', r'Call Trace:',
     )
 ]
+# A boot that hands an image to the loader: rt-load, tool-load1-save, ...
+LOAD_BOOT = re.compile(r'-load\d*(-|$)')
 # The restored system of the round trip takes over from the loader here.
 RESTORING = re.compile(r'^(HIBSNAP-LOAD: \d+ bytes loaded|hibsnap: \d+ MiB verified and loaded in [\d.]+ s), restoring')
 
@@ -327,7 +330,7 @@ def test_run(args, tally):
     stream = []
     for name, boot in boots.items():
         lines = boot.tests or []
-        if name.endswith('-load'):
+        if LOAD_BOOT.search(name):
             # Only what the restored system printed belongs to the kselftest.
             at = next((i for i, l in enumerate(lines) if RESTORING.match(l)), None)
             if at is None:

@@ -88,8 +88,8 @@ struct pattern {
 
 /*
  * The child holding the pattern: fills it, pages half of it out to swap if
- * asked to, then, when a byte arrives on go, checks all of it and writes the
- * verdict.
+ * asked to, then, each time a byte arrives on go, checks all of it and writes
+ * the verdict.
  */
 static void pattern_child(struct pattern *p)
 {
@@ -108,18 +108,17 @@ static void pattern_child(struct pattern *p)
 		printf("# madvise(MADV_PAGEOUT): %s\n", strerror(errno));
 	if (write(p->ready[1], "r", 1) != 1)
 		_exit(1);
-	if (read(p->go[0], &verdict, 1) != 1)
-		_exit(1);
-	verdict = 'y';
-	for (off = 0; off < len; off += PAGE) {
-		pattern(want, PAGE, p->seed, off);
-		if (memcmp(m + off, want, PAGE))
-			verdict = 'n';
+	while (read(p->go[0], &verdict, 1) == 1) {
+		verdict = 'y';
+		for (off = 0; off < len; off += PAGE) {
+			pattern(want, PAGE, p->seed, off);
+			if (memcmp(m + off, want, PAGE))
+				verdict = 'n';
+		}
+		if (write(p->verdict[1], &verdict, 1) != 1)
+			_exit(1);
 	}
-	if (write(p->verdict[1], &verdict, 1) != 1)
-		_exit(1);
-	for (;;)
-		pause();
+	_exit(1);
 }
 
 /* Starts the child of @p and waits until its pattern is in place. */
@@ -182,7 +181,10 @@ struct record {
 	uint32_t crc;
 };
 
-/* Shared with the appender: records whose write(2) returned, epoch, pause. */
+/*
+ * Shared with the appender: records whose write(2) returned, whether it is
+ * parked, the epoch of its records, and the request to park.
+ */
 struct appender {
 	unsigned long done, paused;
 	unsigned int epoch;
@@ -216,8 +218,8 @@ static void make_record(struct record *r, uint64_t seq, uint32_t epoch)
 
 /*
  * The appender: one record a write(2) to RECORDS (O_APPEND), fdatasync(2)
- * every 32, so that the journal commits all the time; stops for good when
- * asked to pause.
+ * every 32, so that the journal commits all the time; parks between two
+ * records while asked to pause (see park() and unpark()).
  */
 static void appender_child(struct appender *a)
 {
@@ -228,7 +230,13 @@ static void appender_child(struct appender *a)
 	fd = open(RECORDS, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
 	if (fd < 0)
 		_exit(1);
-	for (seq = 0; !__atomic_load_n(&a->pause, __ATOMIC_ACQUIRE); seq++) {
+	for (seq = 0;; seq++) {
+		if (__atomic_load_n(&a->pause, __ATOMIC_ACQUIRE)) {
+			__atomic_store_n(&a->paused, 1, __ATOMIC_RELEASE);
+			while (__atomic_load_n(&a->pause, __ATOMIC_ACQUIRE))
+				usleep(1000);
+			__atomic_store_n(&a->paused, 0, __ATOMIC_RELEASE);
+		}
 		make_record(&r, seq, __atomic_load_n(&a->epoch, __ATOMIC_RELAXED));
 		if (write(fd, &r, sizeof(r)) != sizeof(r))
 			_exit(2);
@@ -236,22 +244,23 @@ static void appender_child(struct appender *a)
 		if ((seq + 1) % 32 == 0 && fdatasync(fd))
 			_exit(3);
 	}
-	__atomic_store_n(&a->paused, 1, __ATOMIC_RELEASE);
-	for (;;)
-		pause();
 }
+
+/* disk_records(): the records' epochs may only grow. */
+#define ANY_EPOCH (-2L)
 
 /*
  * Reads RECORDS from the disk (O_DIRECT): the number of records, if every
  * one is whole, in order and of epoch 0 before @restored and of epoch 2
- * from it on (@restored < 0: all of epoch 0); else -1, with the reason.
+ * from it on (@restored == -1: all of epoch 0; ANY_EPOCH: epochs that never
+ * go back); else -1, with the reason.
  */
 static long disk_records(long restored)
 {
 	const size_t len = 1UL << 20;
 	struct record *r = aligned_alloc(PAGE, len);
 	long i = 0, k, ret = -1;
-	uint32_t epoch;
+	uint32_t epoch, last_epoch = 0;
 	ssize_t n = 1;
 	int fd;
 
@@ -268,6 +277,9 @@ static long disk_records(long restored)
 		}
 		for (k = 0; k < n / (long)sizeof(*r); k++, i++) {
 			epoch = restored >= 0 && i >= restored ? 2 : 0;
+			if (restored == ANY_EPOCH)
+				epoch = r[k].epoch >= last_epoch ? r[k].epoch : last_epoch;
+			last_epoch = epoch;
 			if (r[k].seq != (uint64_t)i || r[k].epoch != epoch ||
 			    r[k].crc != crc32(&r[k], offsetof(struct record, crc))) {
 				printf("# record %ld: seq %llu epoch %u (want %u), crc %s\n", i,
@@ -410,6 +422,25 @@ static void run_on_after_atomic_point(struct appender *a, pid_t appender, int fr
 }
 
 /*
+ * Whether e2fsck -fn finds the filesystem on @fs_dev, the origin of FS_DM,
+ * clean while it is mounted, and the kernel logged no ext4 error: the device
+ * is suspended (which freezes the filesystem) and the origin's own page
+ * cache, which may be older than the disk, is dropped.
+ */
+static int fsck_origin(const char *fs_dev)
+{
+	char out[2048];
+	int rc;
+
+	rc = run(out, sizeof(out), "(%s && %s && /usr/sbin/e2fsck -fn %s; rc=$?; %s && exit $rc)",
+		 "dmsetup suspend " FS_DM, "echo 1 >/proc/sys/vm/drop_caches", fs_dev,
+		 "dmsetup resume " FS_DM);
+	if (rc)
+		print_lines(out);
+	return !rc && run(NULL, 0, "dmesg | grep -q 'EXT4-fs error'");
+}
+
+/*
  * The restored system, the freeze still held: the file on the disk holds the
  * records written before the atomic point, and e2fsck finds the filesystem
  * clean (the device suspended with it frozen, as the snapshot did). Returns
@@ -418,9 +449,7 @@ static void run_on_after_atomic_point(struct appender *a, pid_t appender, int fr
 static long check_disk_after_resume(struct appender *a, pid_t appender, const char *fs_dev)
 {
 	unsigned long at = __atomic_load_n(&a->done, __ATOMIC_ACQUIRE);
-	char out[2048];
 	long k;
-	int rc;
 
 	/* A write asleep at the atomic point completes now, then it stops. */
 	if (!stops_within(appender, 10))
@@ -430,15 +459,19 @@ static long check_disk_after_resume(struct appender *a, pid_t appender, const ch
 	result(k == (long)at || k == (long)at + 1,
 	       "on the disk after resume: %ld records, all of before the atomic point, where the appender had written %lu",
 	       k, at);
-	/* The origin's own page cache may be older than the disk: dropped. */
-	rc = run(out, sizeof(out), "(%s && %s && /usr/sbin/e2fsck -fn %s; rc=$?; %s && exit $rc)",
-		 "dmsetup suspend " FS_DM, "echo 1 >/proc/sys/vm/drop_caches", fs_dev,
-		 "dmsetup resume " FS_DM);
-	if (rc)
-		print_lines(out);
-	result(!rc && run(NULL, 0, "dmesg | grep -q 'EXT4-fs error'"),
-	       "e2fsck -fn %s clean after resume, no ext4 error logged", fs_dev);
+	result(fsck_origin(fs_dev), "e2fsck -fn %s clean after resume, no ext4 error logged",
+	       fs_dev);
 	return k;
+}
+
+/* Ends the appender, then unmounts the filesystem, checks it and removes FS_DM. */
+static void stop_appender(pid_t appender)
+{
+	kill(appender, SIGKILL);
+	waitpid(appender, NULL, 0);
+	result(!umount(FS_MNT) && !run(NULL, 0, "/usr/sbin/e2fsck -fn /dev/mapper/" FS_DM) &&
+	       !run(NULL, 0, "dmsetup remove " FS_DM),
+	       "unmounted: e2fsck -fn clean, " FS_DM " removed");
 }
 
 /*
@@ -462,11 +495,7 @@ static void check_appender_goes_on(struct appender *a, pid_t appender, long on_d
 	result(on_disk >= 0 && k == (long)done,
 	       "the appender went on: the file holds exactly its %lu records, %lu of them from after the resume, none from the first boot's run on",
 	       done, done - on_disk);
-	kill(appender, SIGKILL);
-	waitpid(appender, NULL, 0);
-	result(!umount(FS_MNT) && !run(NULL, 0, "/usr/sbin/e2fsck -fn /dev/mapper/" FS_DM) &&
-	       !run(NULL, 0, "dmsetup remove " FS_DM),
-	       "unmounted: e2fsck -fn clean, " FS_DM " removed");
+	stop_appender(appender);
 }
 
 static int save(const char *image_dev, const char *swap_dev, const char *fs_dev)
@@ -603,6 +632,202 @@ static int save(const char *image_dev, const char *swap_dev, const char *fs_dev)
 	return failed ? 1 : 0;
 }
 
+/*
+ * The round trip through the hibsnap tool (tools/power/hibsnap), three
+ * cycles in a row; the key is the initramfs's.
+ */
+#define TOOL "/bin/hibsnap"
+#define TOOL_KEY "/etc/hibsnap.key"
+#define TOOL_LARGE_MB 256UL
+#define TOOL_CYCLES 3
+/* The memory cycle: at least this share of MemTotal in anonymous memory. */
+#define TOOL_MEM_PERCENT 80
+#define NR_TOOL_TESTS 23
+
+/*
+ * Runs `hibsnap hibernate --image @target`, which freezes this process too:
+ * its exit status, in the restored system (or at once if it failed).
+ */
+static int tool_hibernate(const char *target)
+{
+	int status;
+	pid_t pid;
+
+	printf("# cycle: %s hibernate --image %s --key-file %s\n", TOOL, target, TOOL_KEY);
+	fflush(stdout);
+	pid = fork();
+	if (pid == 0) {
+		execl(TOOL, "hibsnap", "hibernate", "--image", target, "--key-file", TOOL_KEY,
+		      (char *)NULL);
+		_exit(127);
+	}
+	if (pid < 0)
+		return -1;
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			return -1;
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+/* Waits up to @seconds for *@v == 0. */
+static int drops_to_zero(unsigned long *v, int seconds)
+{
+	double deadline = now_s() + seconds;
+
+	while (__atomic_load_n(v, __ATOMIC_ACQUIRE)) {
+		if (now_s() > deadline)
+			return 0;
+		usleep(10000);
+	}
+	return 1;
+}
+
+/*
+ * After a cycle: the appender parked, the file must hold exactly the records
+ * whose write(2) returned, in order, their epochs never going back (none
+ * lost, none twice), and the filesystem is clean; then the appender goes on,
+ * its records of epoch @cycle.
+ */
+static void check_file(struct appender *a, int cycle, const char *fs_dev)
+{
+	unsigned long done = 0;
+	long k = -1;
+
+	__atomic_store_n(&a->pause, 1, __ATOMIC_RELEASE);
+	if (reaches(&a->paused, 1, 30)) {
+		done = __atomic_load_n(&a->done, __ATOMIC_ACQUIRE);
+		k = disk_records(ANY_EPOCH);
+	}
+	result(k >= 0 && k == (long)done,
+	       "cycle %d: the file holds exactly the appender's %lu records, in order, none lost or twice",
+	       cycle, done);
+	result(fsck_origin(fs_dev), "cycle %d: e2fsck -fn %s clean, no ext4 error logged", cycle,
+	       fs_dev);
+	__atomic_store_n(&a->epoch, cycle, __ATOMIC_RELAXED);
+	__atomic_store_n(&a->pause, 0, __ATOMIC_RELEASE);
+	if (!drops_to_zero(&a->paused, 30))
+		printf("# the appender did not go on\n");
+}
+
+/* Whether the counter moves within 10 s. */
+static int counter_moves(unsigned long *counter)
+{
+	unsigned long before = __atomic_load_n(counter, __ATOMIC_RELAXED);
+	double deadline = now_s() + 10;
+
+	while (__atomic_load_n(counter, __ATOMIC_RELAXED) == before && now_s() < deadline)
+		;
+	return __atomic_load_n(counter, __ATOMIC_RELAXED) != before;
+}
+
+/*
+ * Before the memory cycle: swap off, and a third pattern so that the
+ * patterns hold at least TOOL_MEM_PERCENT of MemTotal; then mainline
+ * hibernation tries the same. Returns the MiB in patterns.
+ */
+static size_t fill_memory(struct pattern *more, size_t have_mb, const char *swap_dev,
+			  int *mainline)
+{
+	long total = meminfo_kb("MemTotal");
+	size_t want = total * TOOL_MEM_PERCENT / 100 / 1024 + 1;
+	long anon;
+
+	if (run(NULL, 0, "swapoff %s", swap_dev))
+		printf("# swapoff %s failed\n", swap_dev);
+	more->mb = want > have_mb ? want - have_mb : 1;
+	if (start_pattern(more))
+		return 0;
+	anon = meminfo_kb("AnonPages");
+	result(meminfo_kb("SwapTotal") == 0 && (long)(have_mb + more->mb) * 1024 * 100 >= total * TOOL_MEM_PERCENT,
+	       "memory cycle: %zu MiB in patterns, %ld%% of MemTotal (%ld MiB; AnonPages %ld MiB), no swap",
+	       have_mb + more->mb, (long)((have_mb + more->mb) * 1024 * 100 / total), total >> 10,
+	       anon >> 10);
+	*mainline = devsnapshot_create();
+	result(*mainline == -ENOMEM,
+	       "memory cycle: mainline hibernation (/dev/snapshot SNAPSHOT_CREATE_IMAGE) in this state fails: %s",
+	       strerror(-*mainline));
+	return have_mb + more->mb;
+}
+
+static int tool_cycles(const char *swap_dev, const char *fs_dev, char **targets)
+{
+	unsigned long *counter = mmap(NULL, PAGE, PROT_READ | PROT_WRITE,
+				      MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	struct appender *a = mmap(NULL, PAGE, PROT_READ | PROT_WRITE,
+				  MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	struct pattern small = { .mb = SWAPPED_MB, .pageout = 1, .seed = 7 };
+	struct pattern large = { .mb = TOOL_LARGE_MB, .pageout = 0, .seed = 11 };
+	struct pattern more = { .pageout = 0, .seed = 13 };
+	size_t mem_mb = 0;
+	int c, rc, ok = 0, mainline = 0;
+	unsigned long at;
+	long swapped, k;
+	pid_t cnt, appender;
+
+	printf("TAP version 13\n1..%d\n", NR_TOOL_TESTS);
+	fflush(stdout);
+	if (run(NULL, 0, "mkswap %s && swapon %s", swap_dev, swap_dev) ||
+	    counter == MAP_FAILED || a == MAP_FAILED || start_pattern(&small) ||
+	    start_pattern(&large)) {
+		result(0, "swap on %s, and the pattern children", swap_dev);
+		return 1;
+	}
+	cnt = fork();
+	if (cnt == 0) {
+		for (;;)
+			__atomic_fetch_add(counter, 1, __ATOMIC_RELAXED);
+	}
+	appender = start_appender(fs_dev, a);
+	if (cnt < 0 || appender < 0 || !reaches(&a->done, 2000, 60)) {
+		result(0, "a counter, and ext4 on dm-hibsnap over %s with the appender", fs_dev);
+		return 1;
+	}
+	swapped = vm_swap_kb(small.pid);
+	result(swapped > 0, "pattern child has %ld kB in swap", swapped);
+	result(vm_swap_kb(large.pid) == 0, "large pattern child: %lu MiB, none in swap",
+	       TOOL_LARGE_MB);
+	for (c = 1; c <= TOOL_CYCLES; c++) {
+		if (c == TOOL_CYCLES)
+			mem_mb = fill_memory(&more, SWAPPED_MB + TOOL_LARGE_MB, swap_dev, &mainline);
+		rc = tool_hibernate(targets[c - 1]);
+		result(rc == 0, "cycle %d: hibsnap hibernate --image %s returned %d in the restored system",
+		       c, targets[c - 1], rc);
+		if (rc)
+			return 1;
+		result(counter_moves(counter), "cycle %d: the counter runs on", c);
+		ok = check_pattern(&small) && check_pattern(&large) &&
+		     (c < TOOL_CYCLES || check_pattern(&more));
+		result(ok, "cycle %d: every pattern intact (%lu MiB%s)", c,
+		       c < TOOL_CYCLES ? SWAPPED_MB + TOOL_LARGE_MB : mem_mb,
+		       c == 1 ? ", the swapped-out half read back from swap" : "");
+		if (c == 1)
+			result(vm_swap_kb(small.pid) < swapped, "swap-in happened: VmSwap %ld -> %ld kB",
+			       swapped, vm_swap_kb(small.pid));
+		check_file(a, c, fs_dev);
+	}
+	result(ok && mainline == -ENOMEM,
+	       "memory cycle, side by side, %zu MiB of anonymous memory and no swap: mainline hibernation: %s; hibsnap: imaged, written, restored, every byte intact",
+	       mem_mb, strerror(-mainline));
+	at = __atomic_load_n(&a->done, __ATOMIC_ACQUIRE);
+	k = -1;
+	if (reaches(&a->done, at + 500, 60)) {
+		__atomic_store_n(&a->pause, 1, __ATOMIC_RELEASE);
+		if (reaches(&a->paused, 1, 30))
+			k = disk_records(ANY_EPOCH);
+	}
+	result(k == (long)__atomic_load_n(&a->done, __ATOMIC_ACQUIRE),
+	       "after the last cycle the appender went on: the file holds exactly its %ld records",
+	       k);
+	stop_appender(appender);
+	kill(small.pid, SIGKILL);
+	kill(large.pid, SIGKILL);
+	kill(more.pid, SIGKILL);
+	kill(cnt, SIGKILL);
+	while (wait(NULL) > 0)
+		;
+	return failed ? 1 : 0;
+}
+
 static int load(const char *image_dev)
 {
 	int dev = open(image_dev, O_RDONLY | O_CLOEXEC), snap;
@@ -643,6 +868,10 @@ int main(int argc, char **argv)
 		return save(argv[2], argv[3], argv[4]);
 	if (argc == 3 && !strcmp(argv[1], "load"))
 		return load(argv[2]);
-	fprintf(stderr, "usage: %s save IMAGE_DEV SWAP_DEV FS_DEV | load IMAGE_DEV\n", argv[0]);
+	if (argc == 4 + TOOL_CYCLES && !strcmp(argv[1], "tool"))
+		return tool_cycles(argv[2], argv[3], argv + 4);
+	fprintf(stderr,
+		"usage: %s save IMAGE_DEV SWAP_DEV FS_DEV | load IMAGE_DEV | tool SWAP_DEV FS_DEV TARGET TARGET TARGET\n",
+		argv[0]);
 	return 2;
 }

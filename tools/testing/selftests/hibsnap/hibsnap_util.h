@@ -6,11 +6,13 @@
 #ifndef __HIBSNAP_UTIL_H
 #define __HIBSNAP_UTIL_H
 
+#include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -18,6 +20,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <linux/suspend_ioctls.h>
 
 /* The dm-hibsnap device the kernel command line creates, over /dev/ram1. */
 #define BOOT_DM "/dev/mapper/hsboot"
@@ -234,6 +238,29 @@ static inline int boot_dm_file_is(const char *name, const void *want, size_t len
 	}
 	free(got);
 	return ret;
+}
+
+/*
+ * Mainline hibernation's image: /dev/snapshot's SNAPSHOT_CREATE_IMAGE, the
+ * freezer and all, the image freed at once; 0 or -errno.
+ */
+static inline int devsnapshot_create(void)
+{
+	int fd = open("/dev/snapshot", O_RDONLY | O_CLOEXEC), in_suspend = 0, err = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (ioctl(fd, SNAPSHOT_FREEZE)) {
+		err = -errno;
+	} else {
+		if (ioctl(fd, SNAPSHOT_CREATE_IMAGE, &in_suspend))
+			err = -errno;
+		else
+			ioctl(fd, SNAPSHOT_FREE);
+		ioctl(fd, SNAPSHOT_UNFREEZE);
+	}
+	close(fd);
+	return err;
 }
 
 #endif /* __HIBSNAP_UTIL_H */

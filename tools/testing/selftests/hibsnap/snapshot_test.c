@@ -96,26 +96,6 @@ static void reap(pid_t pid)
 	waitpid(pid, NULL, 0);
 }
 
-/* mainline: /dev/snapshot's SNAPSHOT_CREATE_IMAGE, freezer and all. */
-static int devsnapshot_create(void)
-{
-	int fd = open("/dev/snapshot", O_RDONLY | O_CLOEXEC), in_suspend = 0, err = 0;
-
-	if (fd < 0)
-		return -errno;
-	if (ioctl(fd, SNAPSHOT_FREEZE)) {
-		err = -errno;
-	} else {
-		if (ioctl(fd, SNAPSHOT_CREATE_IMAGE, &in_suspend))
-			err = -errno;
-		else
-			ioctl(fd, SNAPSHOT_FREE);
-		ioctl(fd, SNAPSHOT_UNFREEZE);
-	}
-	close(fd);
-	return err;
-}
-
 /* Only for TEST_F_TIMEOUT(): the long tests need more than the default 30 s. */
 FIXTURE(slow) {
 	int unused;
