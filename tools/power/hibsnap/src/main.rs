@@ -41,7 +41,7 @@ enum Command {
     /// off. In the restored system the same command returns and releases the freeze.
     Hibernate {
         /// Where the image goes: a block device (not mounted, not swap, not dm-hibsnap), or
-        /// tcp://HOST:PORT[/NAME] for `hibsnap serve`.
+        /// tcp://IP:PORT[/NAME] for `hibsnap serve`.
         #[arg(long, value_name = "TARGET")]
         image: String,
         /// The key that authenticates the image: 32 bytes, or 64 hexadecimal digits.
@@ -64,7 +64,7 @@ enum Command {
     /// In the next boot's initramfs: check the image and hand it to the kernel's loader.
     /// Returns only if nothing was restored.
     Resume {
-        /// Where the image was written: a block device, or tcp://HOST:PORT[/NAME].
+        /// Where the image was written: a block device, or tcp://IP:PORT[/NAME].
         #[arg(long, value_name = "TARGET")]
         image: String,
         /// The key the image was written with.
@@ -73,7 +73,7 @@ enum Command {
     },
     /// Print an image's header and geometry, and verify every chunk.
     Inspect {
-        /// The image: a block device, a file, or tcp://HOST:PORT[/NAME].
+        /// The image: a block device, a file, or tcp://IP:PORT[/NAME].
         image: String,
         /// The key the image was written with.
         #[arg(long, value_name = "FILE")]
@@ -81,7 +81,7 @@ enum Command {
     },
     /// Store images sent to tcp:// targets in a directory, and serve them back.
     Serve {
-        /// The address to listen on, such as 127.0.0.1:7000 (port 0: any free port).
+        /// The IP address and port to listen on, such as 127.0.0.1:7000 (port 0: any free one).
         #[arg(long, value_name = "ADDR:PORT")]
         listen: String,
         /// The directory that keeps the images, one NAME.hibsnap file each.
@@ -93,8 +93,11 @@ enum Command {
 /// Runs `hibsnap serve`: prints the address it listens on, then a line per request.
 fn serve(listen: &str, dir: &std::path::Path) -> anyhow::Result<()> {
     use anyhow::Context;
+    let addr: std::net::SocketAddr = listen
+        .parse()
+        .with_context(|| format!("--listen {listen}: want IP:PORT"))?;
     let listener =
-        std::net::TcpListener::bind(listen).with_context(|| format!("listening on {listen}"))?;
+        std::net::TcpListener::bind(addr).with_context(|| format!("listening on {listen}"))?;
     println!(
         "hibsnap serve: listening on {}, images in {}",
         listener.local_addr()?,

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0
-//! Images on a server: the client side of `tcp://HOST:PORT[/NAME]` targets, and
+//! Images on a server: the client side of `tcp://IP:PORT[/NAME]` targets, and
 //! `hibsnap serve`, which stores containers in a directory and serves them back.
 //!
 //! The protocol is one request a connection. The client sends a request line,
@@ -18,12 +18,12 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream, ToSocketAddrs};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, ensure, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 
 use crate::sys;
 
@@ -40,11 +40,11 @@ pub const DEFAULT_NAME: &str = "hibsnap";
 /// How long the client waits for the server: a resume must not hang the boot.
 const TIMEOUT: Duration = Duration::from_secs(60);
 
-/// A `tcp://HOST:PORT[/NAME]` target.
+/// A `tcp://IP:PORT[/NAME]` target.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Remote {
-    /// `HOST:PORT`.
-    pub addr: String,
+    /// The server's address.
+    pub addr: SocketAddr,
     /// The image's name on the server.
     pub name: String,
 }
@@ -59,22 +59,20 @@ fn valid_name(name: &str) -> bool {
 }
 
 impl Remote {
-    /// Parses `tcp://HOST:PORT[/NAME]`; `None` if `target` is not a `tcp://` URL.
+    /// Parses `tcp://IP:PORT[/NAME]`; `None` if `target` is not a `tcp://` URL.
     pub fn parse(target: &str) -> Option<Result<Remote>> {
         let rest = target.strip_prefix("tcp://")?;
         Some((|| {
             let (addr, name) = rest.split_once('/').unwrap_or((rest, DEFAULT_NAME));
-            let port = addr.rsplit_once(':').map(|(_, p)| p);
-            ensure!(
-                port.is_some_and(|p| p.parse::<u16>().is_ok_and(|p| p != 0)),
-                "{target}: want tcp://HOST:PORT[/NAME]"
-            );
+            let addr: SocketAddr = addr.parse().ok().filter(|a: &SocketAddr| a.port() != 0).with_context(|| {
+                format!("{target}: want tcp://IP:PORT[/NAME], an IP address (a static binary has no resolver for names)")
+            })?;
             ensure!(
                 valid_name(name),
                 "{target}: the name {name:?} is not 1 to 64 of A-Z a-z 0-9 . _ - (no leading dot)"
             );
             Ok(Remote {
-                addr: addr.to_string(),
+                addr,
                 name: name.to_string(),
             })
         })())
@@ -82,46 +80,35 @@ impl Remote {
 
     /// Connects and sends the request line for `verb`.
     fn request(&self, verb: &str) -> Result<(BufReader<TcpStream>, TcpStream)> {
-        let mut last = None;
-        let addrs = self
-            .addr
-            .to_socket_addrs()
-            .with_context(|| format!("server {}", self.addr))?;
-        for a in addrs {
-            match TcpStream::connect_timeout(&a, Duration::from_secs(10)) {
-                Ok(s) => {
-                    s.set_read_timeout(Some(TIMEOUT))?;
-                    s.set_write_timeout(Some(TIMEOUT))?;
-                    s.set_nodelay(true)?;
-                    let mut w = s.try_clone()?;
-                    writeln!(w, "{PROTOCOL} {verb} {}", self.name)?;
-                    return Ok((BufReader::new(s), w));
-                }
-                Err(e) => last = Some(e),
-            }
-        }
-        let e = last.unwrap_or_else(|| io::Error::other("no address"));
-        Err(anyhow!(e).context(format!("server {}", self.addr)))
+        let addr = self.addr;
+        let s = TcpStream::connect_timeout(&addr, Duration::from_secs(10))
+            .with_context(|| format!("server {addr}"))?;
+        s.set_read_timeout(Some(TIMEOUT))?;
+        s.set_write_timeout(Some(TIMEOUT))?;
+        s.set_nodelay(true)?;
+        let mut w = s.try_clone()?;
+        writeln!(w, "{PROTOCOL} {verb} {}", self.name)?;
+        Ok((BufReader::new(s), w))
     }
 
     /// Starts an upload: the server is reachable and says how much room it has.
     pub fn put(&self) -> Result<Upload> {
         let (mut r, w) = self.request("PUT")?;
-        let free = answer(&mut r, &self.addr, "READY")?;
+        let free = answer(&mut r, self.addr, "READY")?;
         Ok(Upload {
             r,
             w,
             buf: Vec::with_capacity(FRAME),
             bytes: 0,
             free: free.parse().context("server: a bad READY answer")?,
-            addr: self.addr.clone(),
+            addr: self.addr,
         })
     }
 
     /// Starts a download: the stored container's bytes, and their number.
     pub fn get(&self) -> Result<(impl Read, u64)> {
         let (mut r, _) = self.request("GET")?;
-        let len: u64 = answer(&mut r, &self.addr, "OK")?
+        let len: u64 = answer(&mut r, self.addr, "OK")?
             .parse()
             .context("server: a bad OK answer")?;
         Ok((r.take(len), len))
@@ -130,7 +117,7 @@ impl Remote {
     /// Invalidates the stored image: it is never restored again.
     pub fn invalidate(&self) -> Result<()> {
         let (mut r, _) = self.request("INVALIDATE")?;
-        answer(&mut r, &self.addr, "OK")?;
+        answer(&mut r, self.addr, "OK")?;
         Ok(())
     }
 }
@@ -149,7 +136,7 @@ fn read_line(r: &mut impl BufRead) -> io::Result<String> {
 }
 
 /// Reads the server's answer: what follows `want` on its line, or the server's error.
-fn answer(r: &mut impl BufRead, addr: &str, want: &str) -> Result<String> {
+fn answer(r: &mut impl BufRead, addr: SocketAddr, want: &str) -> Result<String> {
     let line = read_line(r).with_context(|| format!("server {addr}: no answer"))?;
     let (word, rest) = line.split_once(' ').unwrap_or((&line, ""));
     if word == "ERR" {
@@ -166,7 +153,7 @@ pub struct Upload {
     buf: Vec<u8>,
     bytes: u64,
     free: u64,
-    addr: String,
+    addr: SocketAddr,
 }
 
 impl Upload {
@@ -190,7 +177,7 @@ impl Upload {
             self.send_frame()?;
         }
         self.w.write_all(&0u32.to_le_bytes())?;
-        let stored: u64 = answer(&mut self.r, &self.addr, "OK")?
+        let stored: u64 = answer(&mut self.r, self.addr, "OK")?
             .parse()
             .context("server: a bad OK answer")?;
         ensure!(
@@ -351,22 +338,23 @@ mod tests {
         let r = Remote::parse("tcp://10.0.2.2:7000/box-1.img")
             .unwrap()
             .unwrap();
-        assert_eq!(r.addr, "10.0.2.2:7000");
+        assert_eq!(r.addr.to_string(), "10.0.2.2:7000");
         assert_eq!(r.name, "box-1.img");
         let r = Remote::parse("tcp://[::1]:7000").unwrap().unwrap();
         assert_eq!(
-            (r.addr.as_str(), r.name.as_str()),
+            (r.addr.to_string().as_str(), r.name.as_str()),
             ("[::1]:7000", DEFAULT_NAME)
         );
         assert!(Remote::parse("/dev/vda").is_none());
         for bad in [
-            "tcp://host",
-            "tcp://host:0",
-            "tcp://host:99999",
-            "tcp://host:1/../etc",
-            "tcp://host:1/.hidden",
-            "tcp://host:1/",
-            "tcp://host:1/a b",
+            "tcp://10.0.0.1",
+            "tcp://10.0.0.1:0",
+            "tcp://10.0.0.1:99999",
+            "tcp://example.org:7000",
+            "tcp://10.0.0.1:1/../etc",
+            "tcp://10.0.0.1:1/.hidden",
+            "tcp://10.0.0.1:1/",
+            "tcp://10.0.0.1:1/a b",
         ] {
             assert!(Remote::parse(bad).unwrap().is_err(), "{bad}");
         }

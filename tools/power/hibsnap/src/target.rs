@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0
-//! Where an image goes and comes from: a block device, or a server (`tcp://HOST:PORT[/NAME]`,
+//! Where an image goes and comes from: a block device, or a server (`tcp://IP:PORT[/NAME]`,
 //! see `hibsnap::remote`).
 
 use std::fs::{File, OpenOptions};
