@@ -3,9 +3,11 @@
 //! device as a container, read back, checked and handed to the kernel's loader.
 
 use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::Path;
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -62,17 +64,58 @@ pub struct Hibernate<'a> {
     pub level: i32,
 }
 
-/// A progress bar on a terminal (bytes, MiB/s, ETA); nothing otherwise.
-fn progress_bar(len: u64) -> ProgressBar {
-    let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr_with_hz(2));
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{msg} [{bar:30}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec}, {eta} left",
-        )
-        .expect("a valid template")
-        .progress_chars("=> "),
-    );
-    bar
+/// A progress bar on a terminal (bytes, MiB/s, time left), drawn by a thread of its own.
+///
+/// While userspace is frozen, a terminal's reader (sshd, a terminal emulator) may be
+/// stopped too: once the terminal's buffer is full, a write to it blocks. Only the drawing
+/// thread may block then, never the stream: the writer only stores the position, and never
+/// waits for the thread.
+struct Progress {
+    pos: Arc<AtomicU64>,
+    done: Arc<AtomicBool>,
+}
+
+impl Progress {
+    /// Starts the drawing thread if standard error is a terminal that can draw (not
+    /// `TERM=dumb`, as on a serial console logged to a file).
+    fn start(len: u64, message: String) -> Progress {
+        let p = Progress {
+            pos: Arc::new(AtomicU64::new(0)),
+            done: Arc::new(AtomicBool::new(false)),
+        };
+        let draws = std::io::stderr().is_terminal()
+            && std::env::var_os("TERM").is_some_and(|t| t != "dumb");
+        if draws {
+            let (pos, done) = (Arc::clone(&p.pos), Arc::clone(&p.done));
+            std::thread::spawn(move || {
+                let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
+                bar.set_style(
+                    ProgressStyle::with_template(
+                        "{msg} [{bar:30}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec}, {eta} left",
+                    )
+                    .expect("a valid template")
+                    .progress_chars("=> "),
+                );
+                bar.set_message(message);
+                while !done.load(Ordering::Relaxed) {
+                    bar.set_position(pos.load(Ordering::Relaxed));
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+                bar.finish_and_clear();
+            });
+        }
+        p
+    }
+
+    fn set(&self, n: u64) {
+        self.pos.store(n, Ordering::Relaxed);
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        self.done.store(true, Ordering::Relaxed);
+    }
 }
 
 /// Runs `hibsnap hibernate`.
@@ -120,8 +163,7 @@ pub fn hibernate(o: &Hibernate<'_>) -> Result<()> {
         build_id,
         geometry: g,
     };
-    let bar = progress_bar(g.image_bytes);
-    bar.set_message(format!("writing to {target}"));
+    let progress = Progress::start(g.image_bytes, format!("writing to {target}"));
     let t0 = Instant::now();
     let (sink, totals) = write_container(
         &File::from(image.try_clone()?),
@@ -129,10 +171,10 @@ pub fn hibernate(o: &Hibernate<'_>) -> Result<()> {
         header,
         &key,
         o.threads,
-        |n| bar.set_position(n),
+        |n| progress.set(n),
     )?;
     sink.finish()?;
-    bar.finish_and_clear();
+    drop(progress);
     println!(
         "image: {} MiB of stream in {} MiB on {target} ({:.2}x, {} zero pages not stored), snapshot {:.2} s, written in {:.2} s",
         g.image_bytes >> 20,
