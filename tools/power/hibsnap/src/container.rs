@@ -31,8 +31,9 @@ pub const VERSION: u32 = 1;
 pub const HEADER_LEN: usize = 4096;
 /// The page size of the stream.
 pub const PAGE: usize = 4096;
-/// The default chunk size: 4 MiB of stream.
-pub const DEFAULT_CHUNK: u32 = 4 << 20;
+/// The default chunk size: 1 MiB of stream. Small chunks keep the writer's memory small:
+/// it is allocated after the atomic point, when little may be free.
+pub const DEFAULT_CHUNK: u32 = 1 << 20;
 /// The largest chunk size a reader accepts.
 pub const MAX_CHUNK: u32 = 64 << 20;
 const MAC_LEN: usize = 32;

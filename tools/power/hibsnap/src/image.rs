@@ -15,11 +15,11 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use hibsnap::container::{hex, Codec, Header, Key, Reader, DEFAULT_CHUNK, HEADER_LEN};
-use hibsnap::stream::write_container;
+use hibsnap::stream::{working_set, write_container};
 use hibsnap::sys::{self, snapshot_dev};
 use hibsnap::uapi;
 
-use crate::target::Target;
+use crate::target::{Target, WRITE_BUFFER};
 
 /// Reads the key file.
 pub fn load_key(path: &Path) -> Result<Key> {
@@ -124,6 +124,10 @@ pub fn hibernate(o: &Hibernate<'_>) -> Result<()> {
     check_lockdown()?;
     let (target, sink) = Target::for_writing(o.image)?;
     sys::mlockall().context("mlockall")?;
+    // What the writer allocates after the atomic point, reserved by snapshot_kernel(2):
+    // there is no more free memory than that then, when user memory is most of RAM.
+    let overhead_pages =
+        working_set(u64::from(DEFAULT_CHUNK), o.threads, WRITE_BUFFER).div_ceil(4096);
     let release = sys::kernel_release();
     let build_id = sys::kernel_build_id();
     let start = Instant::now();
@@ -136,7 +140,7 @@ pub fn hibernate(o: &Hibernate<'_>) -> Result<()> {
         "froze userspace in {:.0} ms; no helper continued {helpers}",
         start.elapsed().as_secs_f64() * 1e3
     );
-    let image = sys::snapshot_kernel(0, 0).map_err(snapshot_error)?;
+    let image = sys::snapshot_kernel(overhead_pages, 0).map_err(snapshot_error)?;
     let g = sys::geometry(&image).context("HIBSNAP_IOC_GEOMETRY")?;
     if g.flags & uapi::GEOMETRY_RESUMED != 0 {
         drop(image);

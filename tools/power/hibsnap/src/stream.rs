@@ -24,6 +24,15 @@ fn read_full(input: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     Ok(n)
 }
 
+/// The memory [`write_container`] uses at most, in bytes, with chunks of `chunk` bytes on
+/// `threads` threads, and a writer buffer of `buffer` bytes: a chunk being read, one queued
+/// and one sealed a thread, the reordered ones waiting for their turn, a thread's chunk, its
+/// output and its compressor's context (about a chunk and a half), and the buffer.
+pub fn working_set(chunk: u64, threads: usize, buffer: u64) -> u64 {
+    let t = threads.max(1) as u64;
+    chunk * (1 + t + t + t + t * 7 / 2) + buffer
+}
+
 /// Reads the stream from `input` to its end and writes it to `out` as a container, sealing
 /// chunks on `threads` threads. `progress` is called with the stream bytes read so far.
 pub fn write_container<R: Read, W: Write + Send>(
@@ -38,9 +47,9 @@ pub fn write_container<R: Read, W: Write + Send>(
     let threads = threads.max(1);
     let writer = Writer::new(out, header.clone(), key.clone())?;
     std::thread::scope(|s| {
-        let (raw_tx, raw_rx) = mpsc::sync_channel::<(u64, Vec<u8>)>(2 * threads);
+        let (raw_tx, raw_rx) = mpsc::sync_channel::<(u64, Vec<u8>)>(threads);
         let raw_rx = Arc::new(Mutex::new(raw_rx));
-        let (sealed_tx, sealed_rx) = mpsc::sync_channel::<(u64, Result<Vec<u8>>)>(2 * threads);
+        let (sealed_tx, sealed_rx) = mpsc::sync_channel::<(u64, Result<Vec<u8>>)>(threads);
         for _ in 0..threads {
             let raw_rx = Arc::clone(&raw_rx);
             let sealed_tx = sealed_tx.clone();

@@ -10,6 +10,9 @@ use anyhow::{bail, ensure, Context, Result};
 
 use hibsnap::remote::{Remote, Upload};
 
+/// The buffer between the container and a disk, in either direction.
+pub const WRITE_BUFFER: u64 = 1 << 20;
+
 /// An image target, checked before the freeze.
 pub enum Target {
     /// A block device: not mounted, not swap, not a dm-hibsnap device.
@@ -80,7 +83,10 @@ impl Target {
             .with_context(|| format!("image target {target}"))?;
         let size = file.seek(SeekFrom::End(0))?;
         file.seek(SeekFrom::Start(0))?;
-        let sink = Sink::Disk(BufWriter::with_capacity(4 << 20, file.try_clone()?));
+        let sink = Sink::Disk(BufWriter::with_capacity(
+            WRITE_BUFFER as usize,
+            file.try_clone()?,
+        ));
         let path = target.to_string();
         Ok((Target::Disk { path, file, size }, sink))
     }
@@ -108,7 +114,7 @@ impl Target {
             Target::Disk { file, .. } | Target::File { file, .. } => {
                 let mut f = file;
                 f.seek(SeekFrom::Start(0))?;
-                Box::new(BufReader::with_capacity(4 << 20, f))
+                Box::new(BufReader::with_capacity(WRITE_BUFFER as usize, f))
             }
             Target::Server(remote) => Box::new(remote.get()?.0),
         })
