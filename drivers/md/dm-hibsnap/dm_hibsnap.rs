@@ -170,8 +170,10 @@ impl Counters {
         }
     }
 
-    fn count(&self, op: Op) {
-        let counter = match op {
+    fn count(&self, bio: &TargetBio) {
+        let counter = match bio.op() {
+            // Device-mapper sends a target a flush as an empty write with `REQ_PREFLUSH`.
+            Op::Write if is_empty_flush(bio) => &self.flushes,
             Op::Read => &self.reads,
             Op::Write => &self.writes,
             Op::Flush => &self.flushes,
@@ -179,6 +181,13 @@ impl Counters {
         };
         counter.add(1, ordering::Relaxed);
     }
+}
+
+/// Whether `bio` is a flush as device-mapper sends it to a target: a write of no data with
+/// `REQ_PREFLUSH` (for `fsync()`, or before a journal's commit block). Only origins with a
+/// volatile write cache get them.
+fn is_empty_flush(bio: &TargetBio) -> bool {
+    bio.is_preflush() && bio.size() == 0
 }
 
 /// What the snapshot state holds, under the target's mutex.
@@ -325,6 +334,7 @@ impl Hibsnap {
             // The store is the volatile destination of every write now: nothing to flush, and
             // a discard may leave the data as it is.
             (_, Op::Flush | Op::Discard) => MapResult::Completed(Ok(())),
+            (_, Op::Write) if is_empty_flush(bio) => MapResult::Completed(Ok(())),
             (Mode::Full, Op::Write) => {
                 shared.counters.refused.add(1, ordering::Relaxed);
                 MapResult::Completed(Err(ENOSPC))
@@ -645,7 +655,7 @@ impl Target for Hibsnap {
     }
 
     fn map(&self, bio: &mut TargetBio, offset: u64) -> MapResult {
-        self.shared.counters.count(bio.op());
+        self.shared.counters.count(bio);
         if self.shared.mode() == Mode::Passthrough {
             self.origin.remap(bio, offset);
             return MapResult::Remapped;

@@ -276,7 +276,7 @@ fn handle(mut r: BufReader<TcpStream>, w: &mut TcpStream, dir: &Path) -> Result<
             let mut f = File::open(&path).with_context(|| format!("no image {name}"))?;
             let len = f.metadata()?.len();
             writeln!(w, "OK {len}")?;
-            io::copy(&mut f, w)?;
+            io::copy(&mut f, w).with_context(|| format!("sending {name}"))?;
             Ok(format!("sent {name}, {len} bytes"))
         }
         Some("INVALIDATE") => {

@@ -345,6 +345,24 @@ static pid_t start_appender(const char *dev, struct appender *a)
 	return pid;
 }
 
+/* A page of memory shared with the children forked after, or MAP_FAILED. */
+static void *shared_page(void)
+{
+	return mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+}
+
+/* A child that advances *@counter as fast as it can: its pid, or -1. */
+static pid_t start_counter(unsigned long *counter)
+{
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		for (;;)
+			__atomic_fetch_add(counter, 1, __ATOMIC_RELAXED);
+	}
+	return pid;
+}
+
 static int write_all(int fd, const void *buf, size_t len)
 {
 	const char *p = buf;
@@ -500,10 +518,8 @@ static void check_appender_goes_on(struct appender *a, pid_t appender, long on_d
 
 static int save(const char *image_dev, const char *swap_dev, const char *fs_dev)
 {
-	unsigned long *counter = mmap(NULL, PAGE, PROT_READ | PROT_WRITE,
-				      MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	struct appender *a = mmap(NULL, PAGE, PROT_READ | PROT_WRITE,
-				  MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	unsigned long *counter = shared_page();
+	struct appender *a = shared_page();
 	struct pattern small = { .mb = SWAPPED_MB, .pageout = 1, .seed = 7 };
 	struct pattern large = { .mb = LARGE_MB, .pageout = 0, .seed = 11 };
 	struct hibsnap_geometry g;
@@ -525,11 +541,7 @@ static int save(const char *image_dev, const char *swap_dev, const char *fs_dev)
 	if (counter == MAP_FAILED || a == MAP_FAILED || start_pattern(&small) ||
 	    start_pattern(&large))
 		return 1;
-	cnt = fork();
-	if (cnt == 0) {
-		for (;;)
-			__atomic_fetch_add(counter, 1, __ATOMIC_RELAXED);
-	}
+	cnt = start_counter(counter);
 	if (cnt < 0)
 		return 1;
 	appender = start_appender(fs_dev, a);
@@ -761,10 +773,8 @@ static void kill_children(const pid_t *pids, int n)
 
 static int tool_cycles(const char *swap_dev, const char *fs_dev, char **targets)
 {
-	unsigned long *counter = mmap(NULL, PAGE, PROT_READ | PROT_WRITE,
-				      MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	struct appender *a = mmap(NULL, PAGE, PROT_READ | PROT_WRITE,
-				  MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	unsigned long *counter = shared_page();
+	struct appender *a = shared_page();
 	struct pattern small = { .mb = SWAPPED_MB, .pageout = 1, .seed = 7 };
 	struct pattern large = { .mb = TOOL_LARGE_MB, .pageout = 0, .seed = 11 };
 	struct pattern more = { .pageout = 0, .seed = 13 };
@@ -780,11 +790,7 @@ static int tool_cycles(const char *swap_dev, const char *fs_dev, char **targets)
 		result(0, "swap on %s, and the pattern children", swap_dev);
 		goto out;
 	}
-	cnt = fork();
-	if (cnt == 0) {
-		for (;;)
-			__atomic_fetch_add(counter, 1, __ATOMIC_RELAXED);
-	}
+	cnt = start_counter(counter);
 	appender = start_appender(fs_dev, a);
 	if (cnt < 0 || appender < 0 || !reaches(&a->done, 2000, 60)) {
 		result(0, "a counter, and ext4 on dm-hibsnap over %s with the appender", fs_dev);
