@@ -21,10 +21,34 @@ use hibsnap::uapi;
 
 use crate::target::{Target, WRITE_BUFFER};
 
-/// Reads the key file.
-pub fn load_key(path: &Path) -> Result<Key> {
-    let data = std::fs::read(path).with_context(|| format!("key file {}", path.display()))?;
-    Key::from_file_contents(&data).with_context(|| format!("key file {}", path.display()))
+/// Where the key comes from.
+pub enum KeySource<'a> {
+    /// A file: 32 bytes, or 64 hexadecimal digits.
+    File(&'a Path),
+    /// A `user` key of this description in the kernel keyring, in the same forms.
+    Keyring(&'a str),
+}
+
+/// Reads the key.
+pub fn load_key(source: &KeySource<'_>) -> Result<Key> {
+    match source {
+        KeySource::File(path) => {
+            let data =
+                std::fs::read(path).with_context(|| format!("key file {}", path.display()))?;
+            Key::from_file_contents(&data).with_context(|| format!("key file {}", path.display()))
+        }
+        KeySource::Keyring(desc) => {
+            let data = sys::user_key(desc).map_err(|e| {
+                let why = match e.raw_os_error() {
+                    Some(libc::ENOKEY) => "not found".to_string(),
+                    _ => e.to_string(),
+                };
+                anyhow::anyhow!("user key {desc:?} in the kernel keyring: {why}")
+            })?;
+            Key::from_file_contents(&data)
+                .with_context(|| format!("user key {desc:?} in the kernel keyring"))
+        }
+    }
 }
 
 /// What `snapshot_kernel(2)`'s errors mean to an administrator.
@@ -57,7 +81,7 @@ fn check_lockdown() -> Result<()> {
 /// `hibsnap hibernate` options.
 pub struct Hibernate<'a> {
     pub image: &'a str,
-    pub key: &'a Path,
+    pub key: KeySource<'a>,
     pub dry_run: bool,
     pub no_poweroff: bool,
     pub threads: usize,
@@ -120,7 +144,7 @@ impl Drop for Progress {
 
 /// Runs `hibsnap hibernate`.
 pub fn hibernate(o: &Hibernate<'_>) -> Result<()> {
-    let key = load_key(o.key)?;
+    let key = load_key(&o.key)?;
     check_lockdown()?;
     let (target, sink) = Target::for_writing(o.image)?;
     sys::mlockall().context("mlockall")?;
@@ -216,7 +240,7 @@ pub fn hibernate(o: &Hibernate<'_>) -> Result<()> {
 }
 
 /// Runs `hibsnap resume`: returns only if the image is not restored.
-pub fn resume(image: &str, key: &Path) -> Result<()> {
+pub fn resume(image: &str, key: &KeySource<'_>) -> Result<()> {
     let key = load_key(key)?;
     let target = Target::for_reading(image)?;
     let mut r = Reader::new(target.reader()?, key).with_context(|| format!("image {target}"))?;
@@ -260,7 +284,7 @@ pub fn resume(image: &str, key: &Path) -> Result<()> {
 }
 
 /// Runs `hibsnap inspect`.
-pub fn inspect(image: &str, key: &Path) -> Result<()> {
+pub fn inspect(image: &str, key: &KeySource<'_>) -> Result<()> {
     let key = load_key(key)?;
     let target = Target::for_reading(image)?;
     let mut r = Reader::new(target.reader()?, key).with_context(|| format!("image {target}"))?;

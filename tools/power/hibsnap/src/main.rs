@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 mod freeze;
 mod image;
@@ -20,6 +20,29 @@ mod target;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+}
+
+/// The key that authenticates images: from a file or from the kernel keyring.
+#[derive(Args)]
+#[group(required = true, multiple = false)]
+struct KeyArgs {
+    /// The key in a file: 32 bytes, or 64 hexadecimal digits.
+    #[arg(long, value_name = "FILE")]
+    key_file: Option<PathBuf>,
+    /// The key in the kernel keyring: a `user` key of this description (32 bytes, or 64
+    /// hexadecimal digits), found with request_key(2).
+    #[arg(long, value_name = "DESCRIPTION")]
+    keyring: Option<String>,
+}
+
+impl KeyArgs {
+    fn source(&self) -> image::KeySource<'_> {
+        match (&self.key_file, &self.keyring) {
+            (Some(path), _) => image::KeySource::File(path),
+            (None, Some(desc)) => image::KeySource::Keyring(desc),
+            (None, None) => unreachable!("clap requires one of the group"),
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -44,9 +67,8 @@ enum Command {
         /// tcp://IP:PORT[/NAME] for `hibsnap serve`.
         #[arg(long, value_name = "TARGET")]
         image: String,
-        /// The key that authenticates the image: 32 bytes, or 64 hexadecimal digits.
-        #[arg(long, value_name = "FILE")]
-        key_file: PathBuf,
+        #[command(flatten)]
+        key: KeyArgs,
         /// Everything but the power off: snapshot, write, verify, release.
         #[arg(long, conflicts_with = "no_poweroff")]
         dry_run: bool,
@@ -67,17 +89,15 @@ enum Command {
         /// Where the image was written: a block device, or tcp://IP:PORT[/NAME].
         #[arg(long, value_name = "TARGET")]
         image: String,
-        /// The key the image was written with.
-        #[arg(long, value_name = "FILE")]
-        key_file: PathBuf,
+        #[command(flatten)]
+        key: KeyArgs,
     },
     /// Print an image's header and geometry, and verify every chunk.
     Inspect {
         /// The image: a block device, a file, or tcp://IP:PORT[/NAME].
         image: String,
-        /// The key the image was written with.
-        #[arg(long, value_name = "FILE")]
-        key_file: PathBuf,
+        #[command(flatten)]
+        key: KeyArgs,
     },
     /// Store images sent to tcp:// targets in a directory, and serve them back.
     Serve {
@@ -112,22 +132,22 @@ fn main() -> ExitCode {
         Command::Freeze { hold, show, watch } => freeze::run(hold, show, &watch),
         Command::Hibernate {
             image,
-            key_file,
+            key,
             dry_run,
             no_poweroff,
             threads,
             level,
         } => image::hibernate(&image::Hibernate {
             image: &image,
-            key: &key_file,
+            key: key.source(),
             dry_run,
             no_poweroff,
             threads: threads
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
             level,
         }),
-        Command::Resume { image, key_file } => image::resume(&image, &key_file),
-        Command::Inspect { image, key_file } => image::inspect(&image, &key_file),
+        Command::Resume { image, key } => image::resume(&image, &key.source()),
+        Command::Inspect { image, key } => image::inspect(&image, &key.source()),
         Command::Serve { listen, dir } => serve(&listen, &dir),
     };
     match result {

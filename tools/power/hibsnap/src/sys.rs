@@ -2,6 +2,7 @@
 //! The system calls and ioctls of hibsnap, each as a safe function. The tool's `unsafe` is
 //! here: hibsnap's own two system calls, which no crate knows, and the ioctls' types.
 
+use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::path::Path;
@@ -100,6 +101,71 @@ pub fn kernel_build_id() -> Vec<u8> {
         at = end;
     }
     Vec::new()
+}
+
+/// The payload of the `user` key `description` in the caller's keyrings: found with
+/// `request_key(2)` (no upcall), read with `keyctl(KEYCTL_READ)`.
+pub fn user_key(description: &str) -> io::Result<Vec<u8>> {
+    let desc = CString::new(description)?;
+    // SAFETY: the type and the description are NUL-terminated strings that live across the
+    // call; the callout information is null (no upcall) and the destination keyring 0
+    // (none), so the kernel reads nothing else of ours.
+    let id = unsafe {
+        libc::syscall(
+            libc::SYS_request_key,
+            c"user".as_ptr(),
+            desc.as_ptr(),
+            core::ptr::null::<libc::c_char>(),
+            0 as libc::c_int,
+        )
+    };
+    if id < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut buf = vec![0u8; 256];
+    loop {
+        // SAFETY: the kernel writes at most `buf.len()` bytes at `buf`, which is ours.
+        let n = unsafe {
+            libc::syscall(
+                libc::SYS_keyctl,
+                libc::KEYCTL_READ as libc::c_int,
+                id as libc::c_int,
+                buf.as_mut_ptr(),
+                buf.len(),
+            )
+        };
+        let Ok(n) = usize::try_from(n) else {
+            return Err(io::Error::last_os_error());
+        };
+        // The key's length: all of it is in `buf` only if it fitted.
+        if n <= buf.len() {
+            buf.truncate(n);
+            return Ok(buf);
+        }
+        buf.resize(n, 0);
+    }
+}
+
+/// Adds a `user` key to the caller's user keyring; for tests and for set-up scripts that
+/// have no `keyctl(1)`.
+pub fn add_user_key(description: &str, payload: &[u8]) -> io::Result<()> {
+    let desc = CString::new(description)?;
+    // SAFETY: the type and the description are NUL-terminated strings, and the kernel reads
+    // `payload.len()` bytes at `payload`; all live across the call.
+    let id = unsafe {
+        libc::syscall(
+            libc::SYS_add_key,
+            c"user".as_ptr(),
+            desc.as_ptr(),
+            payload.as_ptr(),
+            payload.len(),
+            libc::KEY_SPEC_USER_KEYRING,
+        )
+    };
+    if id < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// `N` random bytes from the kernel.
