@@ -360,11 +360,12 @@ TEST(flush_on_a_write_cache_device)
 
 	ASSERT_EQ(0, run(out, sizeof(out), "cat /sys/block/vda/queue/write_cache"))
 		TH_LOG("no %s: the harness gives the test boot a virtio disk", CACHED_ORIGIN);
-	ASSERT_EQ(0, strncmp(out, "write back", 10)) TH_LOG("%s write_cache: %s", CACHED_ORIGIN, out);
+	ASSERT_EQ(0, strncmp(out, "write back", 10))
+		TH_LOG("%s write_cache: %s", CACHED_ORIGIN, out);
 	run(NULL, 0, "dmsetup remove --noudevsync " DM_NAME);
 	ASSERT_EQ(0, run(out, sizeof(out),
-			 DMSETUP_CREATE " " DM_NAME " --table '0 %llu hibsnap " CACHED_ORIGIN "' && "
-			 DMSETUP_MKNODES " " DM_NAME, dev_sectors(CACHED_ORIGIN)))
+			 DMSETUP_CREATE " " DM_NAME " --table '0 %llu hibsnap %s' && "
+			 DMSETUP_MKNODES " " DM_NAME, dev_sectors(CACHED_ORIGIN), CACHED_ORIGIN))
 		TH_LOG("dmsetup create: %s", out);
 	ASSERT_EQ(0, posix_memalign(&buf, 4096, 4096));
 	memset(buf, 0x5a, 4096);

@@ -754,7 +754,8 @@ static size_t fill_memory(struct pattern *more, size_t have_mb, const char *swap
 	if (start_pattern(more))
 		return 0;
 	anon = meminfo_kb("AnonPages");
-	result(meminfo_kb("SwapTotal") == 0 && (long)(have_mb + more->mb) * 1024 * 100 >= total * TOOL_MEM_PERCENT,
+	result(meminfo_kb("SwapTotal") == 0 &&
+	       (long)(have_mb + more->mb) * 1024 * 100 >= total * TOOL_MEM_PERCENT,
 	       "memory cycle: %zu MiB in patterns, %ld%% of MemTotal (%ld MiB; AnonPages %ld MiB), no swap",
 	       have_mb + more->mb, (long)((have_mb + more->mb) * 1024 * 100 / total), total >> 10,
 	       anon >> 10);
@@ -806,11 +807,13 @@ static int tool_cycles(const char *swap_dev, const char *fs_dev, char **targets)
 	       TOOL_LARGE_MB);
 	for (c = 1; c <= TOOL_CYCLES; c++) {
 		if (c == TOOL_CYCLES)
-			mem_mb = fill_memory(&more, SWAPPED_MB + TOOL_LARGE_MB, swap_dev, &mainline);
+			mem_mb = fill_memory(&more, SWAPPED_MB + TOOL_LARGE_MB, swap_dev,
+					     &mainline);
 		rc = tool_hibernate(targets[c - 1], c == 2);
-		result(rc == 0, "cycle %d: hibsnap hibernate --image %s%s returned %d in the restored system",
-		       c, targets[c - 1], c == 2 ? " --no-poweroff (switched off by the harness)" : "",
-		       rc);
+		result(rc == 0,
+		       "cycle %d: hibsnap hibernate --image %s%s returned %d in the restored system",
+		       c, targets[c - 1],
+		       c == 2 ? " --no-poweroff (switched off by the harness)" : "", rc);
 		if (rc)
 			goto out;
 		result(counter_moves(counter), "cycle %d: the counter runs on", c);
@@ -820,8 +823,9 @@ static int tool_cycles(const char *swap_dev, const char *fs_dev, char **targets)
 		       c < TOOL_CYCLES ? SWAPPED_MB + TOOL_LARGE_MB : mem_mb,
 		       c == 1 ? ", the swapped-out half read back from swap" : "");
 		if (c == 1)
-			result(vm_swap_kb(small.pid) < swapped, "swap-in happened: VmSwap %ld -> %ld kB",
-			       swapped, vm_swap_kb(small.pid));
+			result(vm_swap_kb(small.pid) < swapped,
+			       "swap-in happened: VmSwap %ld -> %ld kB", swapped,
+			       vm_swap_kb(small.pid));
 		check_file(a, c, fs_dev);
 	}
 	result(ok && mainline == -ENOMEM,
