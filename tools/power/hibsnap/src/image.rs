@@ -9,10 +9,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{anyhow, bail, ensure, Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use signal_hook::consts::{SIGINT, SIGTERM};
-use signal_hook::iterator::Signals;
 
 use hibsnap::container::{hex, Codec, Header, Key, Reader, DEFAULT_CHUNK, HEADER_LEN};
 use hibsnap::stream::{working_set, write_container};
@@ -155,6 +154,12 @@ pub fn hibernate(o: &Hibernate<'_>) -> Result<()> {
     let release = sys::kernel_release();
     let build_id = sys::kernel_build_id();
     let start = Instant::now();
+    // SIGINT and SIGTERM no longer kill the tool: once the image is written they cancel
+    // (below), and until then the image is not complete, so not restorable.
+    let cancel = Arc::new(AtomicBool::new(false));
+    for signal in [SIGINT, SIGTERM] {
+        signal_hook::flag::register(signal, Arc::clone(&cancel)).context("signal handlers")?;
+    }
     let freeze = sys::freeze_processes(0).context("freeze_processes")?;
     let helpers = match target {
         Target::Server(_) => "(the image goes to a server through the kernel's network stack)",
@@ -193,16 +198,24 @@ pub fn hibernate(o: &Hibernate<'_>) -> Result<()> {
     };
     let progress = Progress::start(g.image_bytes, format!("writing to {target}"));
     let t0 = Instant::now();
-    let (sink, totals) = write_container(
+    let written = write_container(
         &File::from(image.try_clone()?),
         sink,
         header,
         &key,
         o.threads,
         |n| progress.set(n),
-    )?;
-    sink.finish()?;
+    )
+    .and_then(|(sink, totals)| sink.finish().map(|()| totals));
     drop(progress);
+    let totals = match written {
+        Ok(totals) => totals,
+        Err(e) => {
+            // A partial image has no trailer, and is refused; invalid is plainer.
+            let _ = target.invalidate();
+            return Err(e);
+        }
+    };
     println!(
         "image: {} MiB of stream in {} MiB on {target} ({:.2}x, {} zero pages not stored), snapshot {:.2} s, written in {:.2} s",
         g.image_bytes >> 20,
@@ -212,28 +225,52 @@ pub fn hibernate(o: &Hibernate<'_>) -> Result<()> {
         snapshot_s,
         t0.elapsed().as_secs_f64()
     );
+    // The image on the target is valid from here. Whatever fails, and whenever the system is
+    // to run on (a dry run, a cancel), it is invalidated before the freeze is released: it
+    // must never be restored over a system that ran on.
+    let ended = end(o, &target, key, &cancel);
+    if ended.is_err() || o.dry_run {
+        if let Err(e) = target.invalidate() {
+            eprintln!(
+                "hibsnap: invalidating the image on {target} failed: {e:#}; do not resume it"
+            );
+        }
+    }
+    drop(image);
+    drop(freeze);
+    ended
+}
+
+/// What follows a written image: a dry run's check, the wait of `--no-poweroff`, or the
+/// power off. Returns only when the system is to run on.
+fn end(o: &Hibernate<'_>, target: &Target, key: Key, cancel: &AtomicBool) -> Result<()> {
     if o.dry_run {
         let mut r = Reader::new(target.reader()?, key)?;
         while r.next_chunk()?.is_some() {}
-        drop(image);
-        drop(freeze);
-        println!("dry run: the image on {target} verified; freeze released, no power off");
+        println!(
+            "dry run: the image on {target} verified, then invalidated; freeze released, no power off"
+        );
         return Ok(());
+    }
+    let cancelled = || {
+        cancel
+            .load(Ordering::Relaxed)
+            .then(|| anyhow!("cancelled by a signal: the image on {target} is invalidated, every process runs on"))
+    };
+    if let Some(e) = cancelled() {
+        return Err(e);
     }
     if o.no_poweroff {
         println!(
             "not powering off (--no-poweroff): the system stays frozen until it is switched off; \
              SIGINT or SIGTERM cancels"
         );
-        let mut signals = Signals::new([SIGINT, SIGTERM]).context("signal handlers")?;
-        let signal = signals.forever().next();
-        target.invalidate()?;
-        drop(image);
-        drop(freeze);
-        bail!(
-            "cancelled by signal {}: the image on {target} is invalidated, every process runs on",
-            signal.unwrap_or(0)
-        );
+        loop {
+            if let Some(e) = cancelled() {
+                return Err(e);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
     println!("powering off");
     Err(sys::power_off()).context("power off")
