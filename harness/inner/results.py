@@ -65,6 +65,7 @@ KINDS = {
     'style': 'style (rustfmt, checkpatch --strict, clippy)',
     'parser': 'harness self-test (this parser on doctored logs)',
     'matrix': 'build matrix',
+    'bench': 'benchmark smoke run (harness/hibsnap bench, one size, one repetition)',
     'harness': 'run integrity (boots, markers, plans, kernel log)',
 }
 
