@@ -154,6 +154,7 @@ def write_plot(path, plot):
             ax.plot(xs, [plot['per'][(kind, s)][what][0] for s in xs], 'o-', label=kind)
         if what == 'read_mibs' and plot['memcpy']:
             ax.axhline(plot['memcpy'], linestyle='--', color='grey', label='VM memcpy')
+        ax.set_ylim(bottom=0)
         ax.set_xlabel('anonymous memory (MiB)')
         ax.set_title(title)
         ax.legend()
