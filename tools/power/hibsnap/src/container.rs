@@ -409,8 +409,23 @@ impl<R: Read> Reader<R> {
         &self.totals
     }
 
+    /// The key the container is checked with.
+    pub fn key(&self) -> &Key {
+        &self.key
+    }
+
     /// The next chunk of the stream, checked; `None` after the trailer, once it checked too.
     pub fn next_chunk(&mut self) -> Result<Option<Vec<u8>>> {
+        match self.next_record()? {
+            Some(record) => record.open(&self.header, &self.key).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The next chunk's record as read, its place and lengths checked but not yet its MAC
+    /// ([`Record::open`] checks that, on any thread); `None` after the trailer, once it
+    /// checked too, against the records read before it.
+    pub fn next_record(&mut self) -> Result<Option<Record>> {
         if self.done {
             return Ok(None);
         }
@@ -450,47 +465,24 @@ impl<R: Read> Reader<R> {
         read_exact_or(&mut self.input, &mut rec[RECORD_FIXED..], &|| {
             format!("chunk {index}")
         })?;
-        let body = rec.len() - MAC_LEN;
-        let mac = chunk_mac(&self.header, &self.key, &rec[..body]);
-        ensure!(
-            constant_time_eq(&mac, &rec[body..]),
-            "chunk {index}: the MAC does not match: the image was altered"
-        );
-        let zero_map = &rec[RECORD_FIXED..RECORD_FIXED + zmap_len];
-        let pages = raw_len / PAGE;
-        let zeros = (0..pages)
-            .filter(|i| zero_map[i / 8] & (1 << (i % 8)) != 0)
-            .count();
-        let stored = &rec[RECORD_FIXED + zmap_len..body];
-        let data = match self.header.codec {
-            Codec::None => stored.to_vec(),
-            Codec::Zstd(_) => zstd::bulk::decompress(stored, (pages - zeros) * PAGE)
-                .with_context(|| format!("chunk {index}: zstd"))?,
+        let record = Record {
+            index,
+            raw_len,
+            rec,
         };
-        ensure!(
-            data.len() == (pages - zeros) * PAGE,
-            "chunk {index}: {} bytes of pages stored, {} expected",
-            data.len(),
-            (pages - zeros) * PAGE
-        );
-        let mut raw = vec![0u8; raw_len];
-        let mut from = data.chunks(PAGE);
-        for (i, page) in raw.chunks_mut(PAGE).enumerate() {
-            if zero_map[i / 8] & (1 << (i % 8)) == 0 {
-                page.copy_from_slice(from.next().unwrap());
-            }
-        }
-        self.chain.update(&rec[body..]);
+        // The totals and the chain take the record as stored: if any of it was altered, its
+        // MAC fails when it is opened, and the image with it.
+        self.chain.update(record.mac());
         self.totals.chunks += 1;
         self.totals.raw_bytes += raw_len as u64;
-        self.totals.stored_bytes += rec.len() as u64;
-        self.totals.zero_pages += zeros as u64;
+        self.totals.stored_bytes += record.rec.len() as u64;
+        self.totals.zero_pages += record.zero_pages(&self.header) as u64;
         ensure!(
             self.totals.raw_bytes <= self.header.stream_bytes,
             "chunk {index}: the chunks hold more than the {}-byte stream",
             self.header.stream_bytes
         );
-        Ok(Some(raw))
+        Ok(Some(record))
     }
 
     fn read_trailer(&mut self) -> Result<()> {
@@ -527,6 +519,65 @@ impl<R: Read> Reader<R> {
         );
         self.done = true;
         Ok(())
+    }
+}
+
+/// A chunk's record as [`Reader::next_record`] read it, not yet checked against its MAC.
+pub struct Record {
+    index: u64,
+    raw_len: usize,
+    rec: Vec<u8>,
+}
+
+impl Record {
+    fn mac(&self) -> &[u8] {
+        &self.rec[self.rec.len() - MAC_LEN..]
+    }
+
+    fn zero_map<'a>(&'a self, header: &Header) -> &'a [u8] {
+        &self.rec[RECORD_FIXED..RECORD_FIXED + header.zero_map_len()]
+    }
+
+    fn zero_pages(&self, header: &Header) -> usize {
+        let zero_map = self.zero_map(header);
+        (0..self.raw_len / PAGE)
+            .filter(|i| zero_map[i / 8] & (1 << (i % 8)) != 0)
+            .count()
+    }
+
+    /// Checks the record's MAC and returns its chunk of the stream: its pages decompressed,
+    /// its zero pages filled in.
+    pub fn open(&self, header: &Header, key: &Key) -> Result<Vec<u8>> {
+        let index = self.index;
+        let body = self.rec.len() - MAC_LEN;
+        let mac = chunk_mac(header, key, &self.rec[..body]);
+        ensure!(
+            constant_time_eq(&mac, self.mac()),
+            "chunk {index}: the MAC does not match: the image was altered"
+        );
+        let zero_map = self.zero_map(header);
+        let pages = self.raw_len / PAGE;
+        let zeros = self.zero_pages(header);
+        let stored = &self.rec[RECORD_FIXED + zero_map.len()..body];
+        let data = match header.codec {
+            Codec::None => stored.to_vec(),
+            Codec::Zstd(_) => zstd::bulk::decompress(stored, (pages - zeros) * PAGE)
+                .with_context(|| format!("chunk {index}: zstd"))?,
+        };
+        ensure!(
+            data.len() == (pages - zeros) * PAGE,
+            "chunk {index}: {} bytes of pages stored, {} expected",
+            data.len(),
+            (pages - zeros) * PAGE
+        );
+        let mut raw = vec![0u8; self.raw_len];
+        let mut from = data.chunks(PAGE);
+        for (i, page) in raw.chunks_mut(PAGE).enumerate() {
+            if zero_map[i / 8] & (1 << (i % 8)) == 0 {
+                page.copy_from_slice(from.next().unwrap());
+            }
+        }
+        Ok(raw)
     }
 }
 

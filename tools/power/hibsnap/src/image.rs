@@ -14,7 +14,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use signal_hook::consts::{SIGINT, SIGTERM};
 
 use hibsnap::container::{hex, Codec, Header, Key, Reader, DEFAULT_CHUNK, HEADER_LEN};
-use hibsnap::stream::{working_set, write_container};
+use hibsnap::stream::{read_container, working_set, write_container};
 use hibsnap::sys::{self, snapshot_dev};
 use hibsnap::uapi;
 
@@ -141,6 +141,11 @@ impl Drop for Progress {
     }
 }
 
+/// The threads that compress or decompress by default: one per CPU.
+pub fn cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 /// Runs `hibsnap hibernate`.
 pub fn hibernate(o: &Hibernate<'_>) -> Result<()> {
     let key = load_key(&o.key)?;
@@ -153,6 +158,9 @@ pub fn hibernate(o: &Hibernate<'_>) -> Result<()> {
         working_set(u64::from(DEFAULT_CHUNK), o.threads, WRITE_BUFFER).div_ceil(4096);
     let release = sys::kernel_release();
     let build_id = sys::kernel_build_id();
+    // Drawn before the freeze: getrandom(2) blocks until the kernel's generator is seeded,
+    // which early after boot can take a second, and nothing should wait while all is frozen.
+    let image_id = sys::random_bytes().context("getrandom")?;
     let start = Instant::now();
     // SIGINT and SIGTERM no longer kill the tool: once the image is written they cancel
     // (below), and until then the image is not complete, so not restorable.
@@ -189,7 +197,7 @@ pub fn hibernate(o: &Hibernate<'_>) -> Result<()> {
     let header = Header {
         chunk_size: DEFAULT_CHUNK,
         codec: Codec::Zstd(o.level),
-        image_id: sys::random_bytes()?,
+        image_id,
         key_id: key.id(),
         stream_bytes: g.image_bytes,
         release,
@@ -245,8 +253,8 @@ pub fn hibernate(o: &Hibernate<'_>) -> Result<()> {
 /// power off. Returns only when the system is to run on.
 fn end(o: &Hibernate<'_>, target: &Target, key: Key, cancel: &AtomicBool) -> Result<()> {
     if o.dry_run {
-        let mut r = Reader::new(target.reader()?, key)?;
-        while r.next_chunk()?.is_some() {}
+        let r = Reader::new(target.reader()?, key)?;
+        read_container(r, o.threads, |_| Ok(()))?;
         println!(
             "dry run: the image on {target} verified, then invalidated; freeze released, no power off"
         );
@@ -280,7 +288,7 @@ fn end(o: &Hibernate<'_>, target: &Target, key: Key, cancel: &AtomicBool) -> Res
 pub fn resume(image: &str, key: &KeySource<'_>) -> Result<()> {
     let key = load_key(key)?;
     let target = Target::for_reading(image)?;
-    let mut r = Reader::new(target.reader()?, key).with_context(|| format!("image {target}"))?;
+    let r = Reader::new(target.reader()?, key).with_context(|| format!("image {target}"))?;
     let h = r.header().clone();
     let release = sys::kernel_release();
     let build_id = sys::kernel_build_id();
@@ -292,6 +300,7 @@ pub fn resume(image: &str, key: &KeySource<'_>) -> Result<()> {
         release,
         hex(&build_id)
     );
+    let threads = cpus();
     let t0 = Instant::now();
     let mut snap = OpenOptions::new()
         .write(true)
@@ -299,10 +308,11 @@ pub fn resume(image: &str, key: &KeySource<'_>) -> Result<()> {
         .context("/dev/snapshot")?;
     snapshot_dev::freeze(&snap).context("SNAPSHOT_FREEZE")?;
     let fed = (|| -> Result<()> {
-        while let Some(chunk) = r.next_chunk()? {
-            snap.write_all(&chunk).context("feeding /dev/snapshot")?;
-        }
-        drop(r);
+        // Chunks are checked and decompressed on the other CPUs while this thread feeds the
+        // kernel, in order; a bad chunk stops it before a byte of it is fed.
+        read_container(r, threads, |chunk| {
+            snap.write_all(&chunk).context("feeding /dev/snapshot")
+        })?;
         // Never restored twice: the image is invalidated before control passes to it.
         target.invalidate().context("invalidating the image")
     })();

@@ -142,8 +142,7 @@ fn main() -> ExitCode {
             key: key.source(),
             dry_run,
             no_poweroff,
-            threads: threads
-                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+            threads: threads.unwrap_or_else(image::cpus),
             level,
         }),
         Command::Resume { image, key } => image::resume(&image, &key.source()),

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 //! Streaming an image into a container, sealing chunks on several threads while one thread
-//! reads and one writes, in order.
+//! reads and one writes, in order; and back out of one, opening chunks on several threads
+//! while one thread reads and the caller takes them, in order.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -8,7 +9,7 @@ use std::sync::{mpsc, Arc, Mutex};
 
 use anyhow::{anyhow, Context, Result};
 
-use crate::container::{seal_chunk, Header, Key, Totals, Writer};
+use crate::container::{seal_chunk, Header, Key, Reader, Record, Totals, Writer};
 
 /// Fills `buf` from `input` as far as it goes; returns how much it read (less only at the end).
 fn read_full(input: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
@@ -33,6 +34,54 @@ pub fn working_set(chunk: u64, threads: usize, buffer: u64) -> u64 {
     chunk * (1 + t + t + t + t * 7 / 2) + buffer
 }
 
+/// Items, and results, with their sequence numbers.
+type Numbered<T> = (u64, T);
+
+/// Starts `threads` workers in `s` that apply `work` to each item sent, with its sequence
+/// number, to the returned sender, and send the results, with theirs, to the returned
+/// receiver, in any order ([`in_order`] puts them back). The workers hold the only receiver
+/// of items: once the results' receiver is gone they end, and a send of items fails instead
+/// of waiting forever.
+fn workers<'scope, I: Send + 'scope, O: Send + 'scope>(
+    s: &'scope std::thread::Scope<'scope, '_>,
+    threads: usize,
+    work: &'scope (impl Fn(I) -> O + Sync),
+) -> (mpsc::SyncSender<Numbered<I>>, mpsc::Receiver<Numbered<O>>) {
+    let (item_tx, item_rx) = mpsc::sync_channel::<Numbered<I>>(threads);
+    let item_rx = Arc::new(Mutex::new(item_rx));
+    let (result_tx, result_rx) = mpsc::sync_channel::<Numbered<O>>(threads);
+    for _ in 0..threads {
+        let item_rx = Arc::clone(&item_rx);
+        let result_tx = result_tx.clone();
+        s.spawn(move || loop {
+            let next = item_rx.lock().unwrap().recv();
+            let Ok((seq, item)) = next else { break };
+            if result_tx.send((seq, work(item))).is_err() {
+                break;
+            }
+        });
+    }
+    (item_tx, result_rx)
+}
+
+/// Takes the results of [`workers`] in their sequence order; the first error of `take` ends it.
+fn in_order<O>(
+    results: mpsc::Receiver<Numbered<O>>,
+    mut take: impl FnMut(O) -> Result<()>,
+) -> Result<()> {
+    let mut pending = BTreeMap::new();
+    let mut next = 0u64;
+    for (seq, result) in results {
+        pending.insert(seq, result);
+        while let Some(result) = pending.remove(&next) {
+            take(result)?;
+            next += 1;
+        }
+    }
+    anyhow::ensure!(pending.is_empty(), "chunks lost on the way");
+    Ok(())
+}
+
 /// Reads the stream from `input` to its end and writes it to `out` as a container, sealing
 /// chunks on `threads` threads. `progress` is called with the stream bytes read so far.
 pub fn write_container<R: Read, W: Write + Send>(
@@ -45,39 +94,12 @@ pub fn write_container<R: Read, W: Write + Send>(
 ) -> Result<(W, Totals)> {
     let chunk = header.chunk_size as usize;
     let threads = threads.max(1);
-    let writer = Writer::new(out, header.clone(), key.clone())?;
+    let mut writer = Writer::new(out, header.clone(), key.clone())?;
+    let seal = |(index, raw): (u64, Vec<u8>)| seal_chunk(&header, key, index, &raw);
     std::thread::scope(|s| {
-        let (raw_tx, raw_rx) = mpsc::sync_channel::<(u64, Vec<u8>)>(threads);
-        let raw_rx = Arc::new(Mutex::new(raw_rx));
-        let (sealed_tx, sealed_rx) = mpsc::sync_channel::<(u64, Result<Vec<u8>>)>(threads);
-        for _ in 0..threads {
-            let raw_rx = Arc::clone(&raw_rx);
-            let sealed_tx = sealed_tx.clone();
-            let (header, key) = (&header, key);
-            s.spawn(move || loop {
-                let next = raw_rx.lock().unwrap().recv();
-                let Ok((index, raw)) = next else { break };
-                if sealed_tx
-                    .send((index, seal_chunk(header, key, index, &raw)))
-                    .is_err()
-                {
-                    break;
-                }
-            });
-        }
-        drop(sealed_tx);
+        let (raw_tx, sealed_rx) = workers(s, threads, &seal);
         let write = s.spawn(move || -> Result<(W, Totals)> {
-            let mut writer = writer;
-            let mut pending = BTreeMap::new();
-            let mut next = 0u64;
-            for (index, sealed) in sealed_rx {
-                pending.insert(index, sealed);
-                while let Some(sealed) = pending.remove(&next) {
-                    writer.write_sealed(&sealed?)?;
-                    next += 1;
-                }
-            }
-            anyhow::ensure!(pending.is_empty(), "chunks lost on the way");
+            in_order(sealed_rx, |sealed| writer.write_sealed(&sealed?))?;
             writer.finish()
         });
         let mut total = 0u64;
@@ -95,7 +117,7 @@ pub fn write_container<R: Read, W: Write + Send>(
             total += n as u64;
             progress(total);
             // The writer has failed if the workers are gone: its error says why.
-            if raw_tx.send((index, raw)).is_err() {
+            if raw_tx.send((index, (index, raw))).is_err() {
                 break Ok(());
             }
             index += 1;
@@ -109,11 +131,65 @@ pub fn write_container<R: Read, W: Write + Send>(
     })
 }
 
+/// Reads the container behind `reader` to its end, opening (checking and decompressing)
+/// chunks on `threads` threads while one thread reads, and hands each chunk of the stream to
+/// `take`, in order, on the calling thread: what [`Reader::next_chunk`] does, in parallel.
+/// Returns the totals once the trailer checked; the first error (of `take`, or the
+/// container's, in the stream's order) ends it.
+pub fn read_container<R: Read + Send>(
+    mut reader: Reader<R>,
+    threads: usize,
+    mut take: impl FnMut(Vec<u8>) -> Result<()>,
+) -> Result<Totals> {
+    let threads = threads.max(1);
+    let header = reader.header().clone();
+    let key = reader.key().clone();
+    let open = |record: Result<Record>| record.and_then(|r| r.open(&header, &key));
+    std::thread::scope(|s| {
+        let (record_tx, raw_rx) = workers(s, threads, &open);
+        // The reader's errors travel in the stream's order too; it returns the totals only
+        // after the trailer checked.
+        let read = s.spawn(move || -> Option<Totals> {
+            let mut seq = 0u64;
+            loop {
+                let (record, end) = match reader.next_record() {
+                    Ok(Some(record)) => (Ok(record), false),
+                    Ok(None) => return Some(reader.totals().clone()),
+                    Err(e) => (Err(e), true),
+                };
+                if record_tx.send((seq, record)).is_err() || end {
+                    return None;
+                }
+                seq += 1;
+            }
+        });
+        let taken = in_order(raw_rx, |raw| take(raw?));
+        let totals = read
+            .join()
+            .map_err(|_| anyhow!("the reader thread panicked"))?;
+        taken?;
+        totals.ok_or_else(|| anyhow!("the image ended before its trailer"))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::container::{Codec, Reader, PAGE};
     use crate::uapi::Geometry;
+
+    fn test_header(key: &Key, chunk_size: u32, codec: Codec, stream_bytes: u64) -> Header {
+        Header {
+            chunk_size,
+            codec,
+            image_id: [1; 16],
+            key_id: key.id(),
+            stream_bytes,
+            release: "test".into(),
+            build_id: vec![],
+            geometry: Geometry::default(),
+        }
+    }
 
     #[test]
     fn threads_write_what_one_reads() {
@@ -125,16 +201,7 @@ mod tests {
             }
         }
         for threads in [1, 3, 8] {
-            let header = Header {
-                chunk_size: 16 * PAGE as u32,
-                codec: Codec::Zstd(1),
-                image_id: [1; 16],
-                key_id: key.id(),
-                stream_bytes: s.len() as u64,
-                release: "test".into(),
-                build_id: vec![],
-                geometry: Geometry::default(),
-            };
+            let header = test_header(&key, 16 * PAGE as u32, Codec::Zstd(1), s.len() as u64);
             let mut seen = 0;
             let (img, totals) =
                 write_container(&s[..], Vec::new(), header, &key, threads, |n| seen = n).unwrap();
@@ -146,22 +213,96 @@ mod tests {
                 back.extend_from_slice(&c);
             }
             assert_eq!(back, s, "{threads} threads");
+            let mut parallel = Vec::new();
+            let r = Reader::new(&img[..], key.clone()).unwrap();
+            let read = read_container(r, threads, |c| {
+                parallel.extend_from_slice(&c);
+                Ok(())
+            })
+            .unwrap();
+            assert_eq!(read, totals);
+            assert_eq!(parallel, s, "{threads} threads, read in parallel");
+        }
+    }
+
+    #[test]
+    fn a_parallel_read_stops_at_the_first_bad_chunk() {
+        let key = Key::new([3; 32]);
+        let s: Vec<u8> = (0..64 * PAGE).map(|i| (i * 13 / 7) as u8).collect();
+        let header = test_header(&key, 4 * PAGE as u32, Codec::Zstd(1), s.len() as u64);
+        let (img, _) = write_container(&s[..], Vec::new(), header, &key, 2, |_| {}).unwrap();
+        // A byte in the middle of the image, then the image cut short.
+        let mut altered = img.clone();
+        let mid = altered.len() / 2;
+        altered[mid] ^= 1;
+        let cut = &img[..mid + 10];
+        for (bad, want) in [(&altered[..], "MAC does not match"), (cut, "truncated")] {
+            for threads in [1, 4] {
+                let mut taken = Vec::new();
+                let r = Reader::new(bad, key.clone()).unwrap();
+                let err = read_container(r, threads, |c| {
+                    taken.extend_from_slice(&c);
+                    Ok(())
+                })
+                .unwrap_err();
+                assert!(format!("{err:#}").contains(want), "{err:#}");
+                // Only whole chunks before the bad one, in order.
+                assert!(
+                    taken.len() < s.len() && s.starts_with(&taken),
+                    "{threads} threads"
+                );
+            }
+        }
+        // The caller's own error ends it too.
+        let r = Reader::new(&img[..], key.clone()).unwrap();
+        let mut n = 0;
+        let err = read_container(r, 3, |_| {
+            n += 1;
+            anyhow::ensure!(n < 5, "enough");
+            Ok(())
+        })
+        .unwrap_err();
+        assert_eq!(format!("{err:#}"), "enough");
+        assert_eq!(n, 5);
+    }
+
+    /// A target that takes `left` bytes, then fails, as a full disk or a cut connection does.
+    #[derive(Debug)]
+    struct FailsAfter {
+        left: usize,
+    }
+
+    impl std::io::Write for FailsAfter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if self.left == 0 {
+                return Err(std::io::Error::other("no space left"));
+            }
+            let n = buf.len().min(self.left);
+            self.left -= n;
+            Ok(n)
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_failing_target_ends_the_write() {
+        let key = Key::new([3; 32]);
+        let s: Vec<u8> = (0..256 * PAGE).map(|i| (i * 13 / 7) as u8).collect();
+        for threads in [1, 4] {
+            let header = test_header(&key, PAGE as u32, Codec::None, s.len() as u64);
+            let target = FailsAfter { left: 8 * PAGE };
+            let err = write_container(&s[..], target, header, &key, threads, |_| {}).unwrap_err();
+            assert!(format!("{err:#}").contains("no space left"), "{err:#}");
         }
     }
 
     #[test]
     fn a_short_stream_fails() {
         let key = Key::new([3; 32]);
-        let header = Header {
-            chunk_size: 4 * PAGE as u32,
-            codec: Codec::None,
-            image_id: [1; 16],
-            key_id: key.id(),
-            stream_bytes: 10 * PAGE as u64,
-            release: "test".into(),
-            build_id: vec![],
-            geometry: Geometry::default(),
-        };
+        let header = test_header(&key, 4 * PAGE as u32, Codec::None, 10 * PAGE as u64);
         let s = vec![1u8; 6 * PAGE];
         let err = write_container(&s[..], Vec::new(), header, &key, 2, |_| {}).unwrap_err();
         assert!(format!("{err:#}").contains("of a"), "{err:#}");

@@ -109,7 +109,7 @@ impl Target {
     }
 
     /// The image's bytes, from their start.
-    pub fn reader(&self) -> Result<Box<dyn Read + '_>> {
+    pub fn reader(&self) -> Result<Box<dyn Read + Send + '_>> {
         Ok(match self {
             Target::Disk { file, .. } | Target::File { file, .. } => {
                 let mut f = file;
