@@ -55,7 +55,7 @@ BAD_KERNEL_LINES = [
 # A boot that hands an image to the loader: rt-load, tool-load1-save, ...
 LOAD_BOOT = re.compile(r'-load\d*(-|$)')
 # The restored system of the round trip takes over from the loader here.
-RESTORING = re.compile(r'^(HIBSNAP-LOAD: \d+ bytes loaded|hibsnap: \d+ MiB verified and loaded in [\d.]+ s), restoring')
+RESTORING = re.compile(r'^(HIBSNAP-LOAD: \d+ bytes loaded|hibsnap: \d+ MiB verified and loaded in [\d.]+ s( \([^)]*\))?), restoring')
 
 # Kinds of tests, in the order of the breakdown.
 KINDS = {

@@ -301,6 +301,7 @@ pub fn resume(image: &str, key: &KeySource<'_>) -> Result<()> {
         hex(&build_id)
     );
     let threads = cpus();
+    let mut feeding = Duration::ZERO;
     let t0 = Instant::now();
     let mut snap = OpenOptions::new()
         .write(true)
@@ -311,7 +312,10 @@ pub fn resume(image: &str, key: &KeySource<'_>) -> Result<()> {
         // Chunks are checked and decompressed on the other CPUs while this thread feeds the
         // kernel, in order; a bad chunk stops it before a byte of it is fed.
         read_container(r, threads, |chunk| {
-            snap.write_all(&chunk).context("feeding /dev/snapshot")
+            let t = Instant::now();
+            let fed = snap.write_all(&chunk).context("feeding /dev/snapshot");
+            feeding += t.elapsed();
+            fed
         })?;
         // Never restored twice: the image is invalidated before control passes to it.
         target.invalidate().context("invalidating the image")
@@ -321,9 +325,10 @@ pub fn resume(image: &str, key: &KeySource<'_>) -> Result<()> {
         return Err(e.context(format!("image {target}: not restored")));
     }
     println!(
-        "hibsnap: {} MiB verified and loaded in {:.2} s, restoring",
+        "hibsnap: {} MiB verified and loaded in {:.2} s ({:.2} s of it in the kernel's loader), restoring",
         h.stream_bytes >> 20,
-        t0.elapsed().as_secs_f64()
+        t0.elapsed().as_secs_f64(),
+        feeding.as_secs_f64()
     );
     let err = snapshot_dev::atomic_restore(&snap).err();
     let _ = snapshot_dev::unfreeze(&snap);
