@@ -56,6 +56,9 @@
 
 #include "hibsnap_util.h"
 
+#ifndef ARRAY_SIZE
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#endif
 #define MIB (1024UL * 1024)
 #define READ_CHUNK (4UL << 20)
 
@@ -102,11 +105,11 @@ static void text_fill(char *p, size_t len)
 	}
 }
 
-/* A checksum of @len bytes (a multiple of 8) at @p. */
-static uint64_t checksum(const void *p, size_t len)
+/* Goes on with checksum @h over @len bytes (a multiple of 8) at @p; start with CHECKSUM_INIT. */
+#define CHECKSUM_INIT 1469598103934665603ULL
+static uint64_t checksum(uint64_t h, const void *p, size_t len)
 {
 	const uint64_t *w = p;
-	uint64_t h = 1469598103934665603ULL;
 	size_t i;
 
 	for (i = 0; i < len / sizeof(*w); i++)
@@ -199,7 +202,7 @@ static void print_image(const char *kind, const char *workload, size_t mib, int 
  */
 static int hibsnap_image(size_t mib, int rep, const char *workload)
 {
-	int print = workload != NULL;
+	int print = !!workload;
 	struct hibsnap_geometry g = { 0 };
 	double t0, t_snap, t_read = 0;
 	long long bytes = 0;
@@ -233,7 +236,8 @@ static int hibsnap_image(size_t mib, int rep, const char *workload)
 	}
 	close(frz);
 	if (print && !err)
-		print_image("hibsnap", workload, mib, rep, t_snap, g.atomic_ns / 1e6, bytes, t_read);
+		print_image("hibsnap", workload, mib, rep, t_snap, g.atomic_ns / 1e6, bytes,
+			    t_read);
 	return err;
 }
 
@@ -252,7 +256,7 @@ static double log_time(const char *what)
 /* Mainline: /dev/snapshot's freeze, SNAPSHOT_CREATE_IMAGE, read(); as hibsnap_image(). */
 static int mainline_image(size_t mib, int rep, const char *workload)
 {
-	int print = workload != NULL;
+	int print = !!workload;
 	double t0, t_create = 0, t_read = 0, off_ms;
 	int fd, in_suspend = 0, err = 0;
 	long long bytes = 0;
@@ -417,14 +421,18 @@ static int bench_pagecache(const char *dir, size_t mib, int reps)
 		       mib, i, cached >> 20, meminfo_kb("Cached") >> 10);
 		printf(" cached_read_mibs=%.1f\n", bytes / (double)MIB / secs);
 		err = hibsnap_image(mib, i, "pagecache");
-		if (err)
-			printf("BENCH kind=hibsnap workload=pagecache mem_mib=%zu rep=%d error=%s\n",
-			       mib, i, strerrorname_np(-err));
+		if (err) {
+			printf("BENCH kind=hibsnap workload=pagecache mem_mib=%zu rep=%d",
+			       mib, i);
+			printf(" error=%s\n", strerrorname_np(-err));
+		}
 		fill_pagecache(dir, mib);
 		err = mainline_image(mib, i, "pagecache");
-		if (err)
-			printf("BENCH kind=mainline workload=pagecache mem_mib=%zu rep=%d error=%s\n",
-			       mib, i, strerrorname_np(-err));
+		if (err) {
+			printf("BENCH kind=mainline workload=pagecache mem_mib=%zu rep=%d",
+			       mib, i);
+			printf(" error=%s\n", strerrorname_np(-err));
+		}
 	}
 	return 0;
 }
@@ -459,7 +467,7 @@ static int bench_hold(size_t mib)
 		random_fill(m, len / 2, mib);
 		text_fill(m + len / 2, len - len / 2);
 		n = snprintf(line, sizeof(line), "%d %p %zu %llx\n", getpid(), m, mib,
-			     (unsigned long long)checksum(m, len));
+			     (unsigned long long)checksum(CHECKSUM_INIT, m, len));
 		if (write(ready[1], line, n) != n)
 			_exit(1);
 		close(ready[1]);
@@ -477,21 +485,29 @@ static int bench_hold(size_t mib)
 	return 0;
 }
 
-/* Is @pid's memory at @addr what bench_hold() wrote? 0 if so. */
+/*
+ * Is @pid's memory at @addr what bench_hold() wrote? 0 if so. Read a piece at a
+ * time: the held memory may be most of RAM.
+ */
 static int bench_verify(pid_t pid, unsigned long addr, size_t mib, uint64_t sum)
 {
-	char path[64], *buf = malloc(mib * MIB);
-	uint64_t got;
+	static char buf[READ_CHUNK];
+	uint64_t got = CHECKSUM_INIT;
+	size_t off, n;
+	char path[64];
 	int fd, ok;
 
 	snprintf(path, sizeof(path), "/proc/%d/mem", pid);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
-	ok = buf && fd >= 0 && pread(fd, buf, mib * MIB, addr) == (ssize_t)(mib * MIB);
-	got = ok ? checksum(buf, mib * MIB) : 0;
+	ok = fd >= 0;
+	for (off = 0; ok && off < mib * MIB; off += n) {
+		n = mib * MIB - off < READ_CHUNK ? mib * MIB - off : READ_CHUNK;
+		ok = pread(fd, buf, n, addr + off) == (ssize_t)n;
+		got = checksum(got, buf, n);
+	}
 	printf("BENCH kind=verify pid=%d mem_mib=%zu ok=%d\n", pid, mib, ok && got == sum);
 	if (fd >= 0)
 		close(fd);
-	free(buf);
 	return !(ok && got == sum);
 }
 
@@ -516,7 +532,7 @@ static int bench_ceiling(int step)
 		}
 		/* Where the memory is, for the report: the kernel's part is copied. */
 		printf("BENCH kind=meminfo pct=%d", pct);
-		for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+		for (i = 0; i < ARRAY_SIZE(keys); i++)
 			printf(" %s_kb=%ld", keys[i], meminfo_kb(keys[i]));
 		printf("\n");
 		h = hibsnap_image(mib, 0, NULL);
