@@ -277,6 +277,11 @@ def report(rows, marks, freeze, console, cycles):
                 f"{k[:-3]} {int(info[k]) / 1024:.1f} MiB" for k in
                 ('Shmem_kb', 'Slab_kb', 'PageTables_kb', 'KernelStack_kb', 'VmallocUsed_kb', 'Percpu_kb')
                 if k in info))
+        booted = next((re.search(r'(\d+)K bss, (\d+)K reserved', text) for _, text in console
+                       if text.startswith('Memory:')), None)
+        if booted:
+            why += (f"; and memory MemTotal does not count, reserved at boot ({int(booted.group(2)) >> 10} MiB: "
+                    f"the struct page array, the kernel's image with its bss of {int(booted.group(1)) >> 10} MiB, ...)")
         verdicts['P1'] = (best['hibsnap'] is not None and best['hibsnap'] >= 95, why)
     # P2: the atomic pause.
     h400, m400 = per.get(('hibsnap', 'anon', 400)), per.get(('mainline', 'anon', 400))
