@@ -411,12 +411,12 @@ impl Geometry {
 /// A live hibernation image (`swsusp_live_begin()` .. `swsusp_live_end()`).
 ///
 /// Created with the memory for the copy of kernel memory reserved; [`LiveImage::snapshot`] takes
-/// it at the atomic point; the stream is then read page by page with [`LiveImage::advance`] and
-/// [`LiveImage::page`]. Dropping it drops its references on the pages it streams in place and
+/// it at the atomic point; the stream is then read with [`LiveImage::advance`] and
+/// [`LiveImage::pages`]. Dropping it drops its references on the pages it streams in place and
 /// frees every page it used.
 pub struct LiveImage {
-    /// The page of the stream last returned by `swsusp_live_next_page()`, if any.
-    page: Option<NonNull<u8>>,
+    /// The pages of the stream last returned by `swsusp_live_next_pages()`, if any, and how many.
+    pages: Option<(NonNull<u8>, usize)>,
     /// How long taking the image looked to `local_clock()` afterwards (see
     /// [`LiveImage::atomic_ns`]).
     seen_ns: u64,
@@ -438,7 +438,7 @@ impl LiveImage {
         // `swsusp_live_begin` leaves nothing behind.
         to_result(unsafe { bindings::swsusp_live_begin(overhead_pages) })?;
         Ok(LiveImage {
-            page: None,
+            pages: None,
             seen_ns: 0,
             _lock: lock,
         })
@@ -515,22 +515,30 @@ impl LiveImage {
         }
     }
 
-    /// Moves to the next page of the stream; returns `false` at its end.
-    pub fn advance(&mut self) -> Result<bool> {
+    /// Moves on to the next pages of the stream, at most `max` of them (at least one); returns
+    /// `false` at its end. A page comes alone unless it is read in place: then the following
+    /// page frames of its folio that follow it in the stream come with it, so that a huge page
+    /// is read in one go.
+    pub fn advance(&mut self, max: usize) -> Result<bool> {
+        let max = u32::try_from(max.max(1)).unwrap_or(u32::MAX);
+        let mut nr = 0u32;
+        // The pages handed out before are not held any more once the call begins.
+        self.pages = None;
         // SAFETY: The image is ours and was taken; the stream is read by one caller at a time
-        // (`&mut self`).
-        let page = from_err_ptr(unsafe { bindings::swsusp_live_next_page() }.cast_mut())?;
-        self.page = NonNull::new(page.cast::<u8>());
-        Ok(self.page.is_some())
+        // (`&mut self`); `nr` is valid for writes.
+        let pages =
+            from_err_ptr(unsafe { bindings::swsusp_live_next_pages(max, &mut nr) }.cast_mut())?;
+        self.pages = NonNull::new(pages.cast::<u8>()).map(|p| (p, nr as usize));
+        Ok(self.pages.is_some())
     }
 
-    /// The current page of the stream, if [`LiveImage::advance`] found one.
-    pub fn page(&self) -> Option<&[u8]> {
-        // SAFETY: `swsusp_live_next_page` returned a page-sized, page-aligned buffer that stays
+    /// The current pages of the stream, if [`LiveImage::advance`] found any.
+    pub fn pages(&self) -> Option<&[u8]> {
+        // SAFETY: `swsusp_live_next_pages` returned `nr` contiguous, page-aligned pages that stay
         // valid and unchanged until the next call, which needs `&mut self`, or the end of the
         // image, which needs `self`.
-        self.page
-            .map(|p| unsafe { core::slice::from_raw_parts(p.as_ptr(), PAGE_SIZE) })
+        self.pages
+            .map(|(p, nr)| unsafe { core::slice::from_raw_parts(p.as_ptr(), nr * PAGE_SIZE) })
     }
 }
 

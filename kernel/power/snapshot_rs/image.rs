@@ -43,10 +43,13 @@ use kernel::{
 /// `HIBSNAP_IOC_GEOMETRY`.
 const IOC_GEOMETRY: u32 = _IOR::<uapi::hibsnap_geometry>(uapi::HIBSNAP_IOC_MAGIC, 0x01);
 
+/// The most pages one copy takes: a huge page of 2 MiB with 4 KiB pages.
+const MAX_RUN: usize = 512;
+
 /// Where a reader is in the stream.
 struct Stream {
     image: LiveImage,
-    /// Bytes of the current page already read; `PAGE_SIZE` when the next read must move on.
+    /// Bytes of the current pages already read; once all are, the next read moves on.
     offset: usize,
     /// The stream has ended: later reads return 0.
     ended: bool,
@@ -76,7 +79,7 @@ impl Image {
         let resumed = image.is_none();
         let stream = image.map(|image| Stream {
             image,
-            offset: PAGE_SIZE,
+            offset: 0,
             ended: false,
         });
         try_pin_init!(Image {
@@ -145,20 +148,21 @@ impl Stream {
         }
         let mut done = 0;
         while !self.ended && !dest.is_empty() {
-            if self.offset == PAGE_SIZE {
+            let len = self.image.pages().map_or(0, <[u8]>::len);
+            if self.offset >= len {
                 if done > 0 && current!().signal_pending() {
                     break;
                 }
-                if !self.image.advance()? {
+                if !self.image.advance(MAX_RUN)? {
                     self.ended = true;
                     break;
                 }
                 self.offset = 0;
             }
-            let Some(page) = self.image.page() else {
+            let Some(pages) = self.image.pages() else {
                 break;
             };
-            let n = dest.copy_to_iter(&page[self.offset..]);
+            let n = dest.copy_to_iter(&pages[self.offset..]);
             if n == 0 {
                 return if done > 0 { Ok(done) } else { Err(EFAULT) };
             }
