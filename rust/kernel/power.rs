@@ -11,9 +11,11 @@
 //!
 //! [`LiveImage`] is the image mode used by hibsnap (`Documentation/power/hibsnap.rst`): only
 //! kernel memory is copied at the atomic point; user pages that nothing can write any more
-//! (private anonymous memory made copy-on-write by [`protect_private_memory`], page cache of files
-//! denied writing) are held by the image and read in place afterwards. Its stream is what
-//! `/dev/snapshot` reads.
+//! (private anonymous memory made copy-on-write by [`LiveImage::protect`], page cache of files
+//! denied writing) or that are copied before their first write (shared memory) are held by the
+//! image and read in place afterwards. Its stream is what `/dev/snapshot` reads. Which page goes
+//! where is decided by `page_live_class()` in `kernel/power/snapshot.c`; the table is in the
+//! rst.
 //!
 //! C headers: [`include/linux/suspend.h`](srctree/include/linux/suspend.h),
 //! [`include/linux/pm.h`](srctree/include/linux/pm.h),
@@ -79,19 +81,6 @@ fn freeze_message() -> bindings::pm_message {
 pub fn hibernation_available() -> bool {
     // SAFETY: Always safe to call.
     unsafe { bindings::hibernation_available() }
-}
-
-/// Makes the private anonymous memory of `process` copy-on-write, as `fork()` does for the parent:
-/// every such page is write-protected in every mapping and marked possibly shared, except pages
-/// that may be DMA-pinned (`swsusp_live_protect_task()`).
-///
-/// Nothing needs undoing: with no other reference, the next write to a page reuses it in place
-/// after a fault. Fails with `EINTR` if a fatal signal comes while waiting for the address space's
-/// lock.
-pub fn protect_private_memory(process: &Task) -> Result {
-    // SAFETY: `process` is a valid task; the function takes its own reference on the address
-    // space and the locks it needs.
-    to_result(unsafe { bindings::swsusp_live_protect_task(process.as_ptr()) })
 }
 
 /// Writes all dirty data of all filesystems to their devices (`ksys_sync_helper()`).
@@ -395,6 +384,13 @@ pub struct Geometry {
     /// Anonymous pages copied because they may have been mapped writable (written or faulted in
     /// since they were protected).
     pub exclusive: usize,
+    /// Pages of shared memory kept in place, copied before their first write (all-zero ones too).
+    pub shared: usize,
+    /// Pages of shared memory copied because they may have been mapped writable (write-faulted
+    /// since they were protected).
+    pub written: usize,
+    /// Pages of shared memory copied before a write since the atomic point.
+    pub cbw: usize,
     /// How long interrupts were off at the atomic point, in nanoseconds.
     pub atomic_ns: u64,
     /// The image was dropped to give memory back: it can no longer be read.
@@ -430,18 +426,41 @@ unsafe impl Send for LiveImage {}
 unsafe impl Sync for LiveImage {}
 
 impl LiveImage {
-    /// Prepares an image: counts the kernel pages, reclaims memory and reserves page frames for
-    /// their copy and `overhead_pages` more. Fails with `ENOMEM` (and a kernel log line with the
-    /// numbers) if they cannot be found.
-    pub fn begin(lock: HibernationLock, overhead_pages: usize) -> Result<Self> {
+    /// Prepares an image: creates its bitmaps and starts tracking writes to shared memory, whose
+    /// pages mapped writable from now on until the atomic point are copied at it. Then
+    /// [`LiveImage::protect`] every process and [`LiveImage::reserve`] the memory.
+    pub fn begin(lock: HibernationLock) -> Result<Self> {
         // SAFETY: The hibernation lock gives this image the hibernation code's state; on error
         // `swsusp_live_begin` leaves nothing behind.
-        to_result(unsafe { bindings::swsusp_live_begin(overhead_pages) })?;
+        to_result(unsafe { bindings::swsusp_live_begin() })?;
         Ok(LiveImage {
             pages: None,
             seen_ns: 0,
             _lock: lock,
         })
+    }
+
+    /// Makes the private anonymous memory of `process` copy-on-write, as `fork()` does for the
+    /// parent: every such page is write-protected in every mapping and marked possibly shared,
+    /// except pages that may be DMA-pinned; and write-protects its shared mappings of shared
+    /// memory, whose next write then faults and copies the page first
+    /// (`swsusp_live_protect_task()`).
+    ///
+    /// Nothing needs undoing: with no other reference, the next write to a page reuses it in
+    /// place after a fault. Fails with `EINTR` if a fatal signal comes while waiting for the
+    /// address space's lock.
+    pub fn protect(&mut self, process: &Task) -> Result {
+        // SAFETY: `process` is a valid task; the function takes its own reference on the address
+        // space and the locks it needs; `swsusp_live_begin` was called.
+        to_result(unsafe { bindings::swsusp_live_protect_task(process.as_ptr()) })
+    }
+
+    /// Counts the kernel pages, reclaims memory and reserves page frames for their copy and
+    /// `overhead_pages` more. Fails with `ENOMEM` (and a kernel log line with the numbers) if
+    /// they cannot be found. Call after [`LiveImage::protect`] for every process.
+    pub fn reserve(&mut self, overhead_pages: usize) -> Result {
+        // SAFETY: The image is ours and not taken yet; on error dropping it undoes the rest.
+        to_result(unsafe { bindings::swsusp_live_reserve(overhead_pages) })
     }
 
     /// Takes the image: saves the CPU state and copies kernel memory. Returns
@@ -510,6 +529,9 @@ impl LiveImage {
             pinned: class(bindings::swsusp_live_class_SWSUSP_LIVE_PINNED),
             swapcache: class(bindings::swsusp_live_class_SWSUSP_LIVE_SWAPCACHE),
             exclusive: class(bindings::swsusp_live_class_SWSUSP_LIVE_EXCLUSIVE),
+            shared: class(bindings::swsusp_live_class_SWSUSP_LIVE_SHARED),
+            written: class(bindings::swsusp_live_class_SWSUSP_LIVE_WRITTEN),
+            cbw: geo.cbw,
             atomic_ns: 0,
             dropped: geo.dropped,
         }

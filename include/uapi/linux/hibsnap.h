@@ -49,7 +49,9 @@
  * pages whose files then cannot be opened for writing, ETXTBSY, until the
  * image ends), copies the other user pages, starts the snapshot of every
  * dm-hibsnap device (writes from then on are kept apart) and stops swap
- * writes (what swap holds stays valid; swap-in works). Devices and CPUs are
+ * writes (what swap holds stays valid; swap-in works). Shared memory (tmpfs,
+ * shmem, SysV shm, memfd) is kept in place and copied before its first
+ * write after the atomic point. Devices and CPUs are
  * then resumed and a new file descriptor (O_CLOEXEC, read-only, not
  * seekable) to the image is returned. The image is the system at the atomic
  * point whatever runs or writes afterwards: the freeze may be released at
@@ -68,7 +70,9 @@
  *		 runs out of memory with the image open, the overhead pages
  *		 are given back first, then the image drops the pages it
  *		 kept (geometry flag HIBSNAP_GEOMETRY_DROPPED); no task is
- *		 killed for it.
+ *		 killed for it. Likewise when no memory is left for a copy of
+ *		 shared memory before a write: the write goes ahead, the
+ *		 image is dropped.
  *	ioctl(HIBSNAP_IOC_GEOMETRY) fills struct hibsnap_geometry.
  *	poll()	 always readable.
  *	lseek(), pread()  fail with ESPIPE.
@@ -151,6 +155,18 @@ struct hibsnap_geometry {
 	__u64 swapcache_pages;
 	/* Copied: anonymous pages mapped writable (written since protected) */
 	__u64 exclusive_pages;
+	/*
+	 * In place: shared memory (tmpfs and shmem files, MAP_SHARED anonymous
+	 * memory, SysV shm, memfd), copied before its first write
+	 */
+	__u64 shared_pages;
+	/* Copied: shared memory mapped writable (write-faulted since protected) */
+	__u64 written_pages;
+	/*
+	 * Pages of shared memory copied before a write since the atomic point,
+	 * so far: memory the image uses beyond the copy of kernel memory
+	 */
+	__u64 cbw_pages;
 };
 
 /* Control came back in a system restored from the image. */

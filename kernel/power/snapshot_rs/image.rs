@@ -90,22 +90,27 @@ impl Image {
         }? Error)
     }
 
-    /// The geometry in its UAPI layout, native-endian; `dropped` says whether the image has been
-    /// dropped since it was taken.
-    fn geometry_bytes(&self, dropped: bool) -> [u8; size_of::<uapi::hibsnap_geometry>()] {
+    /// The geometry in its UAPI layout, native-endian; `now` is the image's geometry now, whose
+    /// `dropped` and `cbw` change while it is open.
+    fn geometry_bytes(&self, now: Option<Geometry>) -> [u8; size_of::<uapi::hibsnap_geometry>()] {
         let mut flags = 0;
         if self.resumed {
             flags |= uapi::HIBSNAP_GEOMETRY_RESUMED;
         }
-        if dropped {
+        let mut geometry = self.geometry;
+        if let Some(now) = now {
+            geometry.dropped = now.dropped;
+            geometry.cbw = now.cbw;
+        }
+        if geometry.dropped {
             flags |= uapi::HIBSNAP_GEOMETRY_DROPPED;
         }
         let image_bytes = if self.resumed {
             0
         } else {
-            self.geometry.image_bytes()
+            geometry.image_bytes()
         };
-        uapi_geometry(&self.geometry, image_bytes, flags)
+        uapi_geometry(&geometry, image_bytes, flags)
     }
 }
 
@@ -129,6 +134,9 @@ fn uapi_geometry(
         (offset_of!(G, pinned_pages), geo.pinned),
         (offset_of!(G, swapcache_pages), geo.swapcache),
         (offset_of!(G, exclusive_pages), geo.exclusive),
+        (offset_of!(G, shared_pages), geo.shared),
+        (offset_of!(G, written_pages), geo.written),
+        (offset_of!(G, cbw_pages), geo.cbw),
     ];
     for (offset, value) in pages {
         put(offset, &(value as u64).to_ne_bytes());
@@ -188,11 +196,12 @@ impl AnonInodeFile for Image {
     fn ioctl(&self, cmd: u32, arg: usize) -> Result<isize> {
         match cmd {
             IOC_GEOMETRY => {
-                let dropped = match &*self.stream.lock() {
-                    Some(stream) => stream.image.is_dropped(),
-                    None => false,
-                };
-                let bytes = self.geometry_bytes(dropped);
+                let now = self
+                    .stream
+                    .lock()
+                    .as_ref()
+                    .map(|stream| stream.image.geometry());
+                let bytes = self.geometry_bytes(now);
                 UserSlice::new(UserPtr::from_addr(arg), bytes.len())
                     .writer()
                     .write_slice(&bytes)?;
@@ -231,12 +240,15 @@ mod tests {
             pinned: 8,
             swapcache: 9,
             exclusive: 10,
+            shared: 12,
+            written: 13,
+            cbw: 14,
             atomic_ns: 11,
             dropped: false,
         };
         let bytes = uapi_geometry(&geo, 5, uapi::HIBSNAP_GEOMETRY_DROPPED);
         // The offsets of include/uapi/linux/hibsnap.h, as userspace compiles them.
-        assert_eq!(bytes.len(), 96);
+        assert_eq!(bytes.len(), 120);
         for (offset, value) in [
             (0, 1),
             (8, 2),
@@ -249,6 +261,9 @@ mod tests {
             (72, 8),
             (80, 9),
             (88, 10),
+            (96, 12),
+            (104, 13),
+            (112, 14),
         ] {
             assert_eq!(word(&bytes, offset), value);
         }

@@ -5,9 +5,10 @@
 //! The pipeline follows the seed's step 3, one guard per step, each undone by its `Drop` when a
 //! later step fails (the guards are dropped in reverse order):
 //!
-//! 1. reserve: every process's private anonymous memory is made copy-on-write
-//!    ([`protect_user_memory`]); [`LiveImage::begin`] counts the pages to copy, reclaims, and
-//!    preallocates their copy and the overhead pages, or fails early with `ENOMEM`;
+//! 1. reserve: [`LiveImage::begin`] starts tracking writes to shared memory; every process's
+//!    private anonymous memory is made copy-on-write and its shared mappings of shared memory
+//!    write-protected ([`protect_user_memory`]); [`LiveImage::reserve`] counts the pages to copy,
+//!    reclaims, and preallocates their copy and the overhead pages, or fails early with `ENOMEM`;
 //! 2. sync the filesystems, and suspend every dm-hibsnap device with its filesystem frozen
 //!    ([`BlockDevicesSuspended`]): no bio is in flight across the atomic point, and the filesystems
 //!    on them have nothing unwritten (resumed after step 6);
@@ -15,7 +16,8 @@
 //! 4. rendezvous: the secondary CPUs offline, as the kernel that restores an image expects;
 //! 5. the atomic point: interrupts off, syscore suspended; kernel memory is copied, user pages
 //!    that nothing can write any more (still copy-on-write, or page cache of files denied
-//!    writing) are held to be read in place, other user pages copied; the dm-hibsnap snapshot
+//!    writing) or that are copied before their first write (shared memory) are held to be read in
+//!    place, other user pages copied; the dm-hibsnap snapshot
 //!    starts and swap writes stop (the image references what swap holds). Nothing in it reads
 //!    or walks user memory, so it does not grow with user memory; its length is measured;
 //! 6. CPUs and devices resumed (`PMSG_THAW`, or `PMSG_RESTORE` in a restored kernel), the
@@ -140,7 +142,7 @@ impl Step {
 /// copies the page and leaves the image's one alone. A process forked after the list was taken
 /// shares its parent's protected pages; its own new pages, like any page written before the
 /// atomic point, are copied at it.
-fn protect_user_memory() -> Result {
+fn protect_user_memory(image: &mut LiveImage) -> Result {
     let count = {
         let guard = rcu::read_lock();
         tasklist::processes(&guard).count()
@@ -159,7 +161,7 @@ fn protect_user_memory() -> Result {
         }
     }
     for process in &processes {
-        power::protect_private_memory(process)?;
+        image.protect(process)?;
     }
     Ok(())
 }
@@ -239,8 +241,9 @@ pub(crate) fn snapshot_kernel(overhead_pages: usize, flags: u32, fail_step: u32)
     let lock = HibernationLock::acquire()?;
     let sleep = SystemSleepLock::lock();
     Step::Reserve.enter(fail_step)?;
-    protect_user_memory()?;
-    let mut image = LiveImage::begin(lock, overhead_pages)?;
+    let mut image = LiveImage::begin(lock)?;
+    protect_user_memory(&mut image)?;
+    image.reserve(overhead_pages)?;
     Step::Sync.enter(fail_step)?;
     power::sync_filesystems();
     Step::OtherFilesystems.enter(fail_step)?;
@@ -265,16 +268,18 @@ pub(crate) fn snapshot_kernel(overhead_pages: usize, flags: u32, fail_step: u32)
                 ..image.geometry()
             };
             pr_info!(
-                "snapshot: interrupts off for {} us; {} pages copied ({} user: {} pinned, {} swap cache, {} exclusive), {} in place ({} copy-on-write, {} page cache), {} zero\n",
+                "snapshot: interrupts off for {} us; {} pages copied ({} user: {} pinned, {} swap cache, {} exclusive, {} shared written), {} in place ({} copy-on-write, {} page cache, {} shared), {} zero\n",
                 geometry.atomic_ns / 1000,
                 geometry.copied,
-                geometry.pinned + geometry.swapcache + geometry.exclusive,
+                geometry.pinned + geometry.swapcache + geometry.exclusive + geometry.written,
                 geometry.pinned,
                 geometry.swapcache,
                 geometry.exclusive,
+                geometry.written,
                 geometry.streamed,
                 geometry.cow,
                 geometry.denied,
+                geometry.shared,
                 geometry.zero
             );
             pr_debug!(

@@ -366,8 +366,14 @@ pub fn inspect(image: &str, key: &KeySource<'_>) -> Result<()> {
         g.copied_pages, g.streamed_pages, g.zero_pages, g.meta_pages
     );
     println!(
-        "  user pages    cow {}, denied {}, pinned {}, swapcache {}, exclusive {}",
-        g.cow_pages, g.denied_pages, g.pinned_pages, g.swapcache_pages, g.exclusive_pages
+        "  user pages    cow {}, denied {}, shared {}; copied: pinned {}, swapcache {}, exclusive {}, shared written {}",
+        g.cow_pages,
+        g.denied_pages,
+        g.shared_pages,
+        g.pinned_pages,
+        g.swapcache_pages,
+        g.exclusive_pages,
+        g.written_pages
     );
     println!(
         "  atomic point  {:.1} ms with interrupts off",

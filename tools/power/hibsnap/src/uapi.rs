@@ -40,6 +40,9 @@ pub struct Geometry {
     pub pinned_pages: u64,
     pub swapcache_pages: u64,
     pub exclusive_pages: u64,
+    pub shared_pages: u64,
+    pub written_pages: u64,
+    pub cbw_pages: u64,
 }
 
 /// `struct hibsnap_freeze_status`.
@@ -120,6 +123,9 @@ uapi_bytes!(Geometry {
     pinned_pages,
     swapcache_pages,
     exclusive_pages,
+    shared_pages,
+    written_pages,
+    cbw_pages,
 });
 
 #[cfg(test)]
@@ -249,7 +255,10 @@ mod tests {
                 denied_pages,
                 pinned_pages,
                 swapcache_pages,
-                exclusive_pages
+                exclusive_pages,
+                shared_pages,
+                written_pages,
+                cbw_pages
             ),
             size_of::<Geometry>(),
         );
@@ -294,6 +303,9 @@ mod tests {
             pinned_pages: 9,
             swapcache_pages: 10,
             exclusive_pages: 11,
+            shared_pages: 12,
+            written_pages: 13,
+            cbw_pages: 14,
         };
         assert_eq!(Geometry::from_bytes(&g.to_bytes()), g);
         assert_eq!(g.to_bytes()[40..44], 4096u32.to_le_bytes());

@@ -21,6 +21,8 @@
 
 #include <linux/hibsnap.h>
 
+#include "hibsnap_util.h"
+
 #define PAGE 4096UL
 #define CHUNK (4UL << 20)
 #define PFN_ZERO (~0UL ^ (~0UL >> 1))
@@ -96,6 +98,60 @@ static inline void *chunk_alloc(void)
 static inline void chunk_free(void *p)
 {
 	munmap(p, CHUNK);
+}
+
+/* The flags of @pfn in /proc/kpageflags, or 0. */
+static inline uint64_t page_flags(unsigned long pfn)
+{
+	uint64_t f = 0;
+	int fd = open("/proc/kpageflags", O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return 0;
+	if (pread(fd, &f, sizeof(f), pfn * sizeof(f)) != sizeof(f))
+		f = 0;
+	close(fd);
+	return f;
+}
+
+/* A target: @pfn must hold the pattern @seed at offset @off. */
+static inline void want(struct target *t, unsigned long pfn, unsigned int seed, off_t off)
+{
+	t->pfn = pfn;
+	pattern(t->expect, PAGE, seed, off);
+}
+
+static inline int is_pattern(const unsigned char *p, size_t len, unsigned int seed, off_t off)
+{
+	unsigned char want[PAGE];
+
+	for (size_t i = 0; i < len; i += PAGE) {
+		pattern(want, PAGE, seed, off + i);
+		if (memcmp(p + i, want, PAGE))
+			return 0;
+	}
+	return 1;
+}
+
+/* The byte that fills page @i of a region filled with @seed: never 0. */
+static inline unsigned char fill_byte(unsigned int seed, size_t i)
+{
+	return 1 + (seed * 37 + i) % 251;
+}
+
+static inline void fill(unsigned char *m, size_t len, unsigned int seed)
+{
+	for (size_t i = 0; i < len / PAGE; i++)
+		memset(m + i * PAGE, fill_byte(seed, i), PAGE);
+}
+
+static inline int filled(const unsigned char *m, size_t len, unsigned int seed)
+{
+	for (size_t i = 0; i < len / PAGE; i++)
+		if (m[i * PAGE] != fill_byte(seed, i) ||
+		    m[i * PAGE + PAGE - 1] != fill_byte(seed, i))
+			return 0;
+	return 1;
 }
 
 /* Reads the whole stream from @fd, CHUNK bytes per read(), checking the targets. */

@@ -57,20 +57,6 @@ FIXTURE(slow) {
 FIXTURE_SETUP(slow) {}
 FIXTURE_TEARDOWN(slow) {}
 
-/* The flags of @pfn in /proc/kpageflags, or 0. */
-static uint64_t page_flags(unsigned long pfn)
-{
-	uint64_t f = 0;
-	int fd = open("/proc/kpageflags", O_RDONLY | O_CLOEXEC);
-
-	if (fd < 0)
-		return 0;
-	if (pread(fd, &f, sizeof(f), pfn * sizeof(f)) != sizeof(f))
-		f = 0;
-	close(fd);
-	return f;
-}
-
 /*
  * A child that sets up memory, reports up to eight PFNs, then on "go" writes
  * after the atomic point and reports whether it sees its own writes.
@@ -138,25 +124,6 @@ static void kid_end(struct kid *k)
 	close(k->go[1]);
 	close(k->rep[0]);
 	close(k->rep[1]);
-}
-
-/* A target: @pfn must hold the pattern @seed at offset @off. */
-static void want(struct target *t, unsigned long pfn, unsigned int seed, off_t off)
-{
-	t->pfn = pfn;
-	pattern(t->expect, PAGE, seed, off);
-}
-
-static int is_pattern(const unsigned char *p, size_t len, unsigned int seed, off_t off)
-{
-	unsigned char want[PAGE];
-
-	for (size_t i = 0; i < len; i += PAGE) {
-		pattern(want, PAGE, seed, off + i);
-		if (memcmp(p + i, want, PAGE))
-			return 0;
-	}
-	return 1;
 }
 
 /* A page-aligned private anonymous mapping of @len bytes. */
@@ -493,27 +460,6 @@ TEST_F_TIMEOUT(slow, writers_after_atomic_point, 300)
 	umount("/mnt");
 	free(s.pfns);
 	free(t);
-}
-
-/* The byte that fills page @i of a region filled with @seed: never 0. */
-static unsigned char fill_byte(unsigned int seed, size_t i)
-{
-	return 1 + (seed * 37 + i) % 251;
-}
-
-static void fill(unsigned char *m, size_t len, unsigned int seed)
-{
-	for (size_t i = 0; i < len / PAGE; i++)
-		memset(m + i * PAGE, fill_byte(seed, i), PAGE);
-}
-
-static int filled(const unsigned char *m, size_t len, unsigned int seed)
-{
-	for (size_t i = 0; i < len / PAGE; i++)
-		if (m[i * PAGE] != fill_byte(seed, i) ||
-		    m[i * PAGE + PAGE - 1] != fill_byte(seed, i))
-			return 0;
-	return 1;
 }
 
 /* Memory of a child that holds a large region. */
