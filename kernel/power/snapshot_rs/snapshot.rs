@@ -138,8 +138,9 @@ impl Step {
 }
 
 /// Makes the private anonymous memory of every user process copy-on-write, stopped or running
-/// (the caller, the helpers it continued, init): from the atomic point on, a write by anyone
-/// copies the page and leaves the image's one alone. A process forked after the list was taken
+/// (the caller, the helpers it continued, init), and write-protects its shared mappings of shared
+/// memory: from the atomic point on, a write by anyone copies the page and leaves the image's one
+/// alone. A process forked after the list was taken
 /// shares its parent's protected pages; its own new pages, like any page written before the
 /// atomic point, are copied at it.
 fn protect_user_memory(image: &mut LiveImage) -> Result {
@@ -262,13 +263,14 @@ pub(crate) fn snapshot_kernel(overhead_pages: usize, flags: u32, fail_step: u32)
             // match the image.
             kept.others = others;
             let freed = image.release_unused();
+            let kernel_zero = image.geometry().zero;
             image.find_zero_pages();
             let geometry = Geometry {
                 atomic_ns,
                 ..image.geometry()
             };
             pr_info!(
-                "snapshot: interrupts off for {} us; {} pages copied ({} user: {} pinned, {} swap cache, {} exclusive, {} shared written), {} in place ({} copy-on-write, {} page cache, {} shared), {} zero\n",
+                "snapshot: interrupts off for {} us; {} pages copied ({} user: {} pinned, {} swap cache, {} exclusive, {} shared written), {} in place ({} copy-on-write, {} page cache, {} shared), {} zero ({} of kernel memory)\n",
                 geometry.atomic_ns / 1000,
                 geometry.copied,
                 geometry.pinned + geometry.swapcache + geometry.exclusive + geometry.written,
@@ -280,7 +282,8 @@ pub(crate) fn snapshot_kernel(overhead_pages: usize, flags: u32, fail_step: u32)
                 geometry.cow,
                 geometry.denied,
                 geometry.shared,
-                geometry.zero
+                geometry.zero,
+                kernel_zero
             );
             pr_debug!(
                 "snapshot: {:?}, {} reserve pages freed, {} block devices ({} suspended), {} swap devices\n",

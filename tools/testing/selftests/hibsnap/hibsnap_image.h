@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,7 @@
 
 #include <linux/hibsnap.h>
 
+#include "../kselftest.h"
 #include "hibsnap_util.h"
 
 #define PAGE 4096UL
@@ -131,6 +133,95 @@ static inline int is_pattern(const unsigned char *p, size_t len, unsigned int se
 			return 0;
 	}
 	return 1;
+}
+
+/*
+ * A child that sets up memory, reports up to eight PFNs, then on "go" writes
+ * after the atomic point and reports whether it sees its own writes.
+ */
+struct kid {
+	pid_t pid;
+	int go[2];	/* test -> child */
+	int rep[2];	/* child -> test */
+	unsigned long pfn[8];
+};
+
+struct kid_ops {
+	/* In the child: set up, fill @pfn; 0 or an exit code. */
+	int (*setup)(void *mem, unsigned long *pfn);
+	/* In the child, after the atomic point: write; 1 if it reads back its writes. */
+	int (*write)(void *mem);
+};
+
+static inline int kid_start(struct kid *k, const struct kid_ops *ops, void *mem)
+{
+	if (pipe(k->go) || pipe(k->rep))
+		return -1;
+	k->pid = fork();
+	if (k->pid < 0)
+		return -1;
+	if (k->pid == 0) {
+		unsigned long pfn[8] = { 0 };
+		char c;
+		int ok;
+
+		if (ops->setup(mem, pfn))
+			_exit(1);
+		if (write(k->rep[1], pfn, sizeof(pfn)) != sizeof(pfn))
+			_exit(1);
+		/* The freeze stops the child here. */
+		if (read(k->go[0], &c, 1) != 1)
+			_exit(1);
+		ok = ops->write ? ops->write(mem) : 1;
+		if (write(k->rep[1], &ok, sizeof(ok)) != sizeof(ok))
+			_exit(1);
+		for (;;)
+			pause();
+	}
+	return read(k->rep[0], k->pfn, sizeof(k->pfn)) == sizeof(k->pfn) ? 0 : -1;
+}
+
+/* Continues a stopped child, as a helper would, and has it write; its answer. */
+static inline int kid_write(struct kid *k)
+{
+	int ok = 0;
+
+	kill(k->pid, SIGCONT);
+	if (write(k->go[1], "g", 1) != 1 || read(k->rep[0], &ok, sizeof(ok)) != sizeof(ok))
+		return -1;
+	return ok;
+}
+
+static inline void kid_end(struct kid *k)
+{
+	if (k->pid > 0) {
+		kill(k->pid, SIGKILL);
+		waitpid(k->pid, NULL, 0);
+	}
+	close(k->go[0]);
+	close(k->go[1]);
+	close(k->rep[0]);
+	close(k->rep[1]);
+}
+
+/*
+ * The targets that are not in the stream with what they must hold, each
+ * printed with @name and why; how many.
+ */
+static inline int targets_missed(const struct target *t, int nr, const char *const *name)
+{
+	int i, missed = 0;
+
+	for (i = 0; i < nr; i++) {
+		const char *why = !t[i].seen ? (t[i].zero ? "listed as zero" : "not in the image")
+					     : "contents changed after the atomic point";
+
+		if (t[i].seen && t[i].matched)
+			continue;
+		ksft_print_msg("%s (pfn %lu): %s\n", name[i], t[i].pfn, why);
+		missed++;
+	}
+	return missed;
 }
 
 /* The byte that fills page @i of a region filled with @seed: never 0. */

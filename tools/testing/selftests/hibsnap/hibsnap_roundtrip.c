@@ -36,6 +36,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/reboot.h>
+#include <sys/shm.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -81,40 +82,133 @@ static void result(int ok, const char *fmt, ...)
 struct pattern {
 	size_t mb;
 	int pageout;		/* page half of it out to swap */
+	int mixed;		/* in every kind of user memory, not only private */
 	unsigned int seed;
 	pid_t pid;
 	int ready[2], go[2], verdict[2];
 };
 
+/* The kinds of memory a mixed pattern is spread over, with their shares. */
+enum { MIX_PRIVATE, MIX_SHARED, MIX_TMPFS, MIX_SYSV, MIX_MEMFD, MIX_EXT4, NR_MIX };
+static const char *const mix_name[NR_MIX] = {
+	"private anonymous", "MAP_SHARED anonymous", "tmpfs file", "SysV shm", "memfd",
+	"ext4 page cache",
+};
+
+static const unsigned int mix_percent[NR_MIX] = { 40, 20, 15, 15, 10, 0 };
+#define MIX_EXT4_LEN (8UL << 20)
+#define MIX_TMPFS_FILE "/run/hsmixed"
+#define MIX_EXT4_FILE "/mnt/hsmixed"
+
+/* A shared mapping of @len bytes of @fd (closed), or NULL. */
+static unsigned char *map_fd(int fd, size_t len, int prot)
+{
+	void *m = MAP_FAILED;
+
+	if (fd >= 0 && (!(prot & PROT_WRITE) || !ftruncate(fd, len)))
+		m = mmap(NULL, len, prot, MAP_SHARED, fd, 0);
+	if (fd >= 0)
+		close(fd);
+	return m == MAP_FAILED ? NULL : m;
+}
+
 /*
- * The child holding the pattern: fills it, pages half of it out to swap if
- * asked to, then, each time a byte arrives on go, checks all of it and writes
- * the verdict.
+ * Region @kind of @len bytes for a pattern; the ext4 file is written with
+ * the pattern of @seed at @off first, and mapped read-only: page cache of a
+ * file nobody has open for writing.
+ */
+static unsigned char *mix_region(int kind, size_t len, unsigned int seed, size_t off)
+{
+	unsigned char *m = NULL, *buf;
+	int fd, id;
+
+	switch (kind) {
+	case MIX_PRIVATE:
+	case MIX_SHARED:
+		m = mmap(NULL, len, PROT_READ | PROT_WRITE,
+			 (kind == MIX_SHARED ? MAP_SHARED : MAP_PRIVATE) | MAP_ANONYMOUS, -1, 0);
+		return m == MAP_FAILED ? NULL : m;
+	case MIX_TMPFS:
+		fd = open(MIX_TMPFS_FILE, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+		return map_fd(fd, len, PROT_READ | PROT_WRITE);
+	case MIX_SYSV:
+		id = shmget(IPC_PRIVATE, len, IPC_CREAT | 0600);
+		m = id < 0 ? (void *)-1 : shmat(id, NULL, 0);
+		/* Gone with the last detach: the child's exit. */
+		if (id >= 0)
+			shmctl(id, IPC_RMID, NULL);
+		return m == (void *)-1 ? NULL : m;
+	case MIX_MEMFD:
+		return map_fd(memfd_create("hsmixed", MFD_CLOEXEC), len, PROT_READ | PROT_WRITE);
+	case MIX_EXT4:
+		fd = open(MIX_EXT4_FILE, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+		buf = malloc(PAGE);
+		for (size_t i = 0; fd >= 0 && buf && i < len; i += PAGE) {
+			pattern(buf, PAGE, seed, off + i);
+			if (write(fd, buf, PAGE) != PAGE)
+				break;
+		}
+		free(buf);
+		if (fd < 0 || fsync(fd) || close(fd))
+			return NULL;
+		return map_fd(open(MIX_EXT4_FILE, O_RDONLY | O_CLOEXEC), len, PROT_READ);
+	}
+	return NULL;
+}
+
+/*
+ * The child holding the pattern: fills it (in private anonymous memory, or
+ * spread over every kind of user memory when mixed), pages half of it out
+ * to swap if asked to, then, each time a byte arrives on go, checks all of
+ * it and writes the verdict.
  */
 static void pattern_child(struct pattern *p)
 {
-	size_t len = p->mb << 20;
-	unsigned char *m = mmap(NULL, len, PROT_READ | PROT_WRITE,
-				MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	unsigned char *want = malloc(PAGE);
+	size_t len = p->mb << 20, region_len[NR_MIX] = { len }, off, base;
+	unsigned char *region[NR_MIX] = { NULL }, *want = malloc(PAGE);
+	int nr = 1, k;
 	char verdict = 'y';
-	size_t off;
 
-	if (m == MAP_FAILED || !want)
-		_exit(1);
-	for (off = 0; off < len; off += PAGE)
-		pattern(m + off, PAGE, p->seed, off);
-	if (p->pageout && madvise(m, len / 2, MADV_PAGEOUT))
+	if (p->mixed) {
+		nr = NR_MIX;
+		for (k = 1; k < NR_MIX; k++) {
+			region_len[k] = len * mix_percent[k] / 100 / PAGE * PAGE;
+			region_len[MIX_PRIVATE] -= region_len[k];
+		}
+		region_len[MIX_EXT4] = MIX_EXT4_LEN;
+	}
+	for (k = 0, base = 0; k < nr; base += region_len[k++]) {
+		region[k] = mix_region(k, region_len[k], p->seed, base);
+		if (!region[k] || !want) {
+			printf("# %s of %zu MiB: %s\n", mix_name[k], region_len[k] >> 20,
+			       strerror(errno));
+			_exit(1);
+		}
+		if (k == MIX_EXT4)
+			continue;
+		for (off = 0; off < region_len[k]; off += PAGE)
+			pattern(region[k] + off, PAGE, p->seed, base + off);
+	}
+	if (p->pageout && madvise(region[0], len / 2, MADV_PAGEOUT))
 		printf("# madvise(MADV_PAGEOUT): %s\n", strerror(errno));
+	if (p->mixed)
+		for (k = 0; k < NR_MIX; k++)
+			printf("# pattern %u: %zu MiB of %s\n", p->seed, region_len[k] >> 20,
+			       mix_name[k]);
 	if (write(p->ready[1], "r", 1) != 1)
 		_exit(1);
 	while (read(p->go[0], &verdict, 1) == 1) {
 		verdict = 'y';
-		for (off = 0; off < len; off += PAGE) {
-			pattern(want, PAGE, p->seed, off);
-			if (memcmp(m + off, want, PAGE))
-				verdict = 'n';
-		}
+		for (k = 0, base = 0; k < nr; base += region_len[k++])
+			for (off = 0; off < region_len[k]; off += PAGE) {
+				pattern(want, PAGE, p->seed, base + off);
+				if (memcmp(region[k] + off, want, PAGE)) {
+					if (verdict == 'y')
+						printf("# pattern %u: %s differs at %zu\n",
+						       p->seed, mix_name[k], off);
+					verdict = 'n';
+				}
+			}
 		if (write(p->verdict[1], &verdict, 1) != 1)
 			_exit(1);
 	}
@@ -652,7 +746,7 @@ static int save(const char *image_dev, const char *swap_dev, const char *fs_dev)
 #define TOOL_KEY "/etc/hibsnap.key"
 #define TOOL_LARGE_MB 256UL
 #define TOOL_CYCLES 3
-/* The memory cycle: at least this share of MemTotal in anonymous memory. */
+/* The memory cycle: at least this share of MemTotal in user memory of every kind. */
 #define TOOL_MEM_PERCENT 80
 /* Results 1 to 23, without a plan: the caller prints it with its own results. */
 
@@ -756,9 +850,9 @@ static size_t fill_memory(struct pattern *more, size_t have_mb, const char *swap
 	anon = meminfo_kb("AnonPages");
 	result(meminfo_kb("SwapTotal") == 0 &&
 	       (long)(have_mb + more->mb) * 1024 * 100 >= total * TOOL_MEM_PERCENT,
-	       "memory cycle: %zu MiB in patterns, %ld%% of MemTotal (%ld MiB; AnonPages %ld MiB), no swap",
+	       "memory cycle: %zu MiB in patterns, %ld%% of MemTotal (%ld MiB; AnonPages %ld MiB, Shmem %ld MiB), no swap",
 	       have_mb + more->mb, (long)((have_mb + more->mb) * 1024 * 100 / total), total >> 10,
-	       anon >> 10);
+	       anon >> 10, meminfo_kb("Shmem") >> 10);
 	*mainline = devsnapshot_create();
 	result(*mainline == -ENOMEM,
 	       "memory cycle: mainline hibernation (/dev/snapshot SNAPSHOT_CREATE_IMAGE) in this state fails: %s",
@@ -782,7 +876,7 @@ static int tool_cycles(const char *swap_dev, const char *fs_dev, char **targets)
 	struct appender *a = shared_page();
 	struct pattern small = { .mb = SWAPPED_MB, .pageout = 1, .seed = 7 };
 	struct pattern large = { .mb = TOOL_LARGE_MB, .pageout = 0, .seed = 11 };
-	struct pattern more = { .pageout = 0, .seed = 13 };
+	struct pattern more = { .pageout = 0, .mixed = 1, .seed = 13 };
 	size_t mem_mb = 0;
 	int c, rc, ok = 0, mainline = 0;
 	unsigned long at;
@@ -829,7 +923,7 @@ static int tool_cycles(const char *swap_dev, const char *fs_dev, char **targets)
 		check_file(a, c, fs_dev);
 	}
 	result(ok && mainline == -ENOMEM,
-	       "memory cycle, side by side, %zu MiB of anonymous memory and no swap: mainline hibernation: %s; hibsnap: imaged, written, restored, every byte intact",
+	       "memory cycle, side by side, %zu MiB of user memory (private and shared anonymous, tmpfs, SysV shm, memfd, ext4 page cache) and no swap: mainline hibernation: %s; hibsnap: imaged, written, restored, every byte intact",
 	       mem_mb, strerror(-mainline));
 	at = __atomic_load_n(&a->done, __ATOMIC_ACQUIRE);
 	k = -1;

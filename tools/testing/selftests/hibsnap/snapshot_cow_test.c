@@ -57,75 +57,6 @@ FIXTURE(slow) {
 FIXTURE_SETUP(slow) {}
 FIXTURE_TEARDOWN(slow) {}
 
-/*
- * A child that sets up memory, reports up to eight PFNs, then on "go" writes
- * after the atomic point and reports whether it sees its own writes.
- */
-struct kid {
-	pid_t pid;
-	int go[2];	/* test -> child */
-	int rep[2];	/* child -> test */
-	unsigned long pfn[8];
-};
-
-struct kid_ops {
-	/* In the child: set up, fill @pfn; 0 or an exit code. */
-	int (*setup)(void *mem, unsigned long *pfn);
-	/* In the child, after the atomic point: write; 1 if it reads back its writes. */
-	int (*write)(void *mem);
-};
-
-static int kid_start(struct kid *k, const struct kid_ops *ops, void *mem)
-{
-	if (pipe(k->go) || pipe(k->rep))
-		return -1;
-	k->pid = fork();
-	if (k->pid < 0)
-		return -1;
-	if (k->pid == 0) {
-		unsigned long pfn[8] = { 0 };
-		char c;
-		int ok;
-
-		if (ops->setup(mem, pfn))
-			_exit(1);
-		if (write(k->rep[1], pfn, sizeof(pfn)) != sizeof(pfn))
-			_exit(1);
-		/* The freeze stops the child here. */
-		if (read(k->go[0], &c, 1) != 1)
-			_exit(1);
-		ok = ops->write ? ops->write(mem) : 1;
-		if (write(k->rep[1], &ok, sizeof(ok)) != sizeof(ok))
-			_exit(1);
-		for (;;)
-			pause();
-	}
-	return read(k->rep[0], k->pfn, sizeof(k->pfn)) == sizeof(k->pfn) ? 0 : -1;
-}
-
-/* Continues a stopped child, as a helper would, and has it write; its answer. */
-static int kid_write(struct kid *k)
-{
-	int ok = 0;
-
-	kill(k->pid, SIGCONT);
-	if (write(k->go[1], "g", 1) != 1 || read(k->rep[0], &ok, sizeof(ok)) != sizeof(ok))
-		return -1;
-	return ok;
-}
-
-static void kid_end(struct kid *k)
-{
-	if (k->pid > 0) {
-		kill(k->pid, SIGKILL);
-		waitpid(k->pid, NULL, 0);
-	}
-	close(k->go[0]);
-	close(k->go[1]);
-	close(k->rep[0]);
-	close(k->rep[1]);
-}
-
 /* A page-aligned private anonymous mapping of @len bytes. */
 static void *anon(size_t len)
 {
@@ -425,14 +356,7 @@ TEST_F_TIMEOUT(slow, writers_after_atomic_point, 300)
 	       g.copied_pages, g.streamed_pages, g.cow_pages, g.denied_pages, g.zero_pages);
 	TH_LOG("user pages copied: pinned %llu, swap cache %llu, exclusive %llu",
 	       g.pinned_pages, g.swapcache_pages, g.exclusive_pages);
-	for (i = 0; i < NR_T; i++) {
-		const struct target *ti = &t[i];
-		const char *why = !ti->seen ? (ti->zero ? "listed as zero" : "not in the image")
-					    : "contents changed after the atomic point";
-
-		EXPECT_TRUE(ti->seen && ti->matched)
-			TH_LOG("%s (pfn %lu): %s", t_name[i], ti->pfn, why);
-	}
+	EXPECT_EQ(0, targets_missed(t, NR_T, t_name));
 	EXPECT_LT(0ULL, g.cow_pages);
 	EXPECT_LT(0ULL, g.denied_pages);
 	EXPECT_LE(1ULL, g.swapcache_pages);
@@ -642,29 +566,59 @@ TEST_F_TIMEOUT(slow, image_valid_after_release, 300)
 }
 
 /*
- * Copy-on-write faults that use up memory: the reserve is given back, then
- * the image is dropped (HIBSNAP_GEOMETRY_DROPPED, read() fails with ENOMEM);
- * the writer finishes with its data whole, nobody is OOM-killed, and once the
- * image is closed its memory is back and the next image works.
+ * Memory used up by the image's copies while it is open, half of RAM kept in
+ * place and rewritten: private anonymous memory, whose copy-on-write faults
+ * make the OOM notifier give the reserve back and then drop the image, and
+ * shared memory, whose copies before writes take the reserve and then free
+ * memory until none is left and the image is dropped. Either way the image
+ * is dropped (HIBSNAP_GEOMETRY_DROPPED, read() fails with ENOMEM), the writer
+ * finishes with its data whole, nobody is OOM-killed, and once the image is
+ * closed its memory is back and the next image works.
  */
-TEST_F_TIMEOUT(slow, reserve_exhausted_drops_image, 300)
+FIXTURE(exhaust) {
+	int unused;
+};
+
+FIXTURE_VARIANT(exhaust) {
+	int flags;			/* of the region's mapping */
+	unsigned long overhead;		/* pages reserved for the copies */
+	const char *log[2];		/* what the kernel log must say */
+};
+
+FIXTURE_VARIANT_ADD(exhaust, copy_on_write) {
+	.flags = MAP_PRIVATE | MAP_ANONYMOUS,
+	.overhead = 256,
+	.log = { "overhead pages given back", "image dropped" },
+};
+
+FIXTURE_VARIANT_ADD(exhaust, copy_before_write) {
+	.flags = MAP_SHARED | MAP_ANONYMOUS,
+	.overhead = 16,
+	.log = { "out of memory for a copy of shared memory before a write", "image dropped" },
+};
+
+FIXTURE_SETUP(exhaust) {}
+FIXTURE_TEARDOWN(exhaust) {}
+
+TEST_F_TIMEOUT(exhaust, drops_image, 300)
 {
 	long total_kb = meminfo_kb("MemTotal"), kills;
 	size_t len = (size_t)total_kb * 1024 / 2 / HPAGE * HPAGE;
+	const char *const *log = variant->log;
 	unsigned char *mine, c;
 	int frz, fd, fd2;
 
 	if (meminfo_kb("SwapTotal") != 0)
 		run(NULL, 0, "swapoff -a");
 	ASSERT_EQ(0, meminfo_kb("SwapTotal"));
-	mine = anon(len);
-	ASSERT_NE(NULL, mine);
+	mine = mmap(NULL, len, PROT_READ | PROT_WRITE, variant->flags, -1, 0);
+	ASSERT_NE(MAP_FAILED, mine);
 	fill(mine, len, 26);
 	kills = proc_number("/proc/vmstat", "oom_kill", ' ');
 
 	frz = sys_freeze_processes(0);
 	ASSERT_LE(0, frz);
-	fd = sys_snapshot_kernel(256, 0);
+	fd = sys_snapshot_kernel(variant->overhead, 0);
 	ASSERT_LE(0, fd) TH_LOG("snapshot_kernel: %s", strerror(errno));
 	close(frz);
 	EXPECT_EQ(1, read(fd, &c, 1));
@@ -678,9 +632,10 @@ TEST_F_TIMEOUT(slow, reserve_exhausted_drops_image, 300)
 	errno = 0;
 	EXPECT_EQ(-1, read(fd, &c, 1));
 	EXPECT_EQ(ENOMEM, errno);
-	EXPECT_TRUE(kmsg_has("overhead pages given back"));
-	EXPECT_TRUE(kmsg_has("image dropped"));
+	EXPECT_TRUE(kmsg_has(log[0])) TH_LOG("no \"%s\" in the kernel log", log[0]);
+	EXPECT_TRUE(kmsg_has(log[1])) TH_LOG("no \"%s\" in the kernel log", log[1]);
 	close(fd);
+	EXPECT_TRUE(filled(mine, len, 27));
 	munmap(mine, len);
 
 	frz = sys_freeze_processes(0);

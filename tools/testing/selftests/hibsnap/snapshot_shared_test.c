@@ -8,9 +8,9 @@
  * Each writer below writes a kept page after the call returned, through one
  * of the paths shared memory can be written by; the page must be in the
  * image at its PFN with what it held at the atomic point, while the writer
- * sees its own write. Then: what happens when no memory is left for those
- * copies, and a mixed workload of most of RAM that does not grow the copy
- * of kernel memory.
+ * sees its own write. Then a mixed workload of most of RAM, which does not
+ * grow the copy of kernel memory. (When no memory is left for the copies:
+ * snapshot_cow_test's exhaust.copy_before_write.)
  */
 
 #define _GNU_SOURCE
@@ -45,6 +45,9 @@
 /* The boot's small virtio disk (harness/inner/run test_boot). */
 #define EXT_DEV "/dev/vda"
 #define EXTFS "/run/hsshared-ext4"
+#define WRITERS_FMT "copied %llu, in place %llu (shared %llu), shared copied: written %llu, before a write %llu"
+#define MIXED_FMT "workload: %ld MiB, %ld%% of MemTotal (%ld MiB): private %zu, shared %zu, tmpfs %zu, SysV %zu, ext4 page cache %zu MiB\n"
+#define COPY_FMT "kernel memory copied: %lld pages without the workload, %lld with it (%+.1f%%)\n"
 
 /* Only for TEST_F_TIMEOUT(): the long tests need more than the default 30 s. */
 FIXTURE(slow) {
@@ -69,6 +72,19 @@ static unsigned char *shared(int fd, size_t len)
 		       MAP_SHARED | (fd < 0 ? MAP_ANONYMOUS : 0), fd, 0);
 
 	return p == MAP_FAILED ? NULL : p;
+}
+
+/* A new file @path of @len bytes, mapped shared, or NULL. */
+static unsigned char *new_file(const char *path, size_t len)
+{
+	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	unsigned char *m = NULL;
+
+	if (fd >= 0 && !ftruncate(fd, len))
+		m = shared(fd, len);
+	if (fd >= 0)
+		close(fd);
+	return m;
 }
 
 /* @len bytes of @seed's pattern at @off written to @fd at @off; 0 or -1. */
@@ -103,14 +119,10 @@ static int holds(int fd, size_t len, unsigned int seed, off_t off)
 	return ok;
 }
 
-/* Faults in every page of [@p, @p + @len) for reading. */
-static void touch(const unsigned char *p, size_t len)
+/* Faults in every page of [@p, @p + @len) for reading; 0 or -1. */
+static int touch(void *p, size_t len)
 {
-	volatile unsigned char sink;
-
-	for (size_t off = 0; off < len; off += PAGE)
-		sink = p[off];
-	(void)sink;
+	return madvise(p, len, MADV_POPULATE_READ);
 }
 
 /*
@@ -118,75 +130,43 @@ static void touch(const unsigned char *p, size_t len)
  * once continued as a helper would be: a page it had mapped (a write fault on
  * a write-protected PTE), a page it had not (a fault that maps it writable),
  * a memfd page through a mapping it makes only then, and its SysV shm
- * segment, which the test writes through process_vm_writev().
+ * segment, which the test writes through process_vm_writev() (its address
+ * is reported as pfn[0]).
  */
-struct kid {
-	pid_t pid;
-	int go[2], rep[2];
-	unsigned char *shm_at;	/* the child's address of the SysV segment */
+struct kid_mem {
+	unsigned char *anon2;
+	int memfd, shmid;
 };
 
-static int kid_start(struct kid *k, unsigned char *anon2, int memfd, int shmid)
+static int kid_setup(void *mem, unsigned long *pfn)
 {
-	if (pipe(k->go) || pipe(k->rep))
-		return -1;
-	k->pid = fork();
-	if (k->pid < 0)
-		return -1;
-	if (k->pid == 0) {
-		unsigned char *at = shmat(shmid, NULL, 0), *m;
-		volatile unsigned char sink;
-		int ok;
-		char c;
+	struct kid_mem *km = mem;
+	unsigned char *at = shmat(km->shmid, NULL, 0);
 
-		if (at == (void *)-1)
-			_exit(1);
-		/* Mapped here before the freeze: the first page of each. */
-		sink = anon2[0];
-		sink = at[0] + at[PAGE];
-		(void)sink;
-		if (write(k->rep[1], &at, sizeof(at)) != sizeof(at))
-			_exit(1);
-		if (read(k->go[0], &c, 1) != 1)
-			_exit(1);
-		pattern(anon2, PAGE, 151, 0);
-		pattern(anon2 + PAGE, PAGE, 152, PAGE);
-		m = shared(memfd, 2 * PAGE);
-		if (!m)
-			_exit(1);
-		pattern(m + PAGE, PAGE, 153, PAGE);
-		ok = is_pattern(anon2, PAGE, 151, 0) && is_pattern(anon2 + PAGE, PAGE, 152, PAGE) &&
-		     is_pattern(m + PAGE, PAGE, 153, PAGE);
-		if (write(k->rep[1], &ok, sizeof(ok)) != sizeof(ok))
-			_exit(1);
-		for (;;)
-			pause();
-	}
-	return read(k->rep[0], &k->shm_at, sizeof(k->shm_at)) == sizeof(k->shm_at) ? 0 : -1;
+	/* Mapped here before the freeze: page 0 of anon2, all of at. */
+	if (at == (void *)-1 || touch(km->anon2, PAGE) || touch(at, 2 * PAGE))
+		return 1;
+	pfn[0] = (unsigned long)at;
+	return 0;
 }
 
-/* Continues the stopped child and has it write; its answer. */
-static int kid_write(struct kid *k)
+static int kid_write_shared(void *mem)
 {
-	int ok = 0;
+	struct kid_mem *km = mem;
+	unsigned char *m;
 
-	kill(k->pid, SIGCONT);
-	if (write(k->go[1], "g", 1) != 1 || read(k->rep[0], &ok, sizeof(ok)) != sizeof(ok))
-		return -1;
-	return ok;
+	pattern(km->anon2, PAGE, 151, 0);
+	pattern(km->anon2 + PAGE, PAGE, 152, PAGE);
+	m = shared(km->memfd, 2 * PAGE);
+	if (!m)
+		return 0;
+	pattern(m + PAGE, PAGE, 153, PAGE);
+	return is_pattern(km->anon2, PAGE, 151, 0) &&
+	       is_pattern(km->anon2 + PAGE, PAGE, 152, PAGE) &&
+	       is_pattern(m + PAGE, PAGE, 153, PAGE);
 }
 
-static void kid_end(struct kid *k)
-{
-	if (k->pid > 0) {
-		kill(k->pid, SIGKILL);
-		waitpid(k->pid, NULL, 0);
-	}
-	close(k->go[0]);
-	close(k->go[1]);
-	close(k->rep[0]);
-	close(k->rep[1]);
-}
+static const struct kid_ops kid_ops = { kid_setup, kid_write_shared };
 
 enum { T_WRITE, T_PUNCH, T_TRUNC, T_FMAP, T_FGONE, T_ANON_MAPPED, T_ANON_FAULT, T_SHM_MINE,
 	T_SHM_KID, T_MEMFD_WRITE, T_MEMFD_MAP, T_THP0, T_THP1, T_THP2, NR_T };
@@ -220,6 +200,7 @@ TEST_F_TIMEOUT(slow, writers_after_atomic_point, 300)
 	unsigned char *fm, *anon2, *shm, *mfm, *thp, buf[PAGE];
 	struct hibsnap_geometry g;
 	struct iovec local, remote;
+	struct kid_mem km;
 	struct kid k = { 0 };
 	int frz, fd, f, thpf, mfd, shmid, i;
 	uint64_t flags;
@@ -235,7 +216,7 @@ TEST_F_TIMEOUT(slow, writers_after_atomic_point, 300)
 		ASSERT_EQ(0, put(f, PAGE, 41 + i, i * PAGE));
 	fm = shared(f, 5 * PAGE);
 	ASSERT_NE(NULL, fm);
-	touch(fm, 5 * PAGE);
+	ASSERT_EQ(0, touch(fm, 5 * PAGE));
 	for (i = 0; i < 5; i++)
 		want(&t[T_WRITE + i], pfn_of(fm + i * PAGE), 41 + i, i * PAGE);
 
@@ -261,7 +242,7 @@ TEST_F_TIMEOUT(slow, writers_after_atomic_point, 300)
 	ASSERT_EQ(0, put(mfd, 2 * PAGE, 48, 0));
 	mfm = shared(mfd, 2 * PAGE);
 	ASSERT_NE(NULL, mfm);
-	touch(mfm, 2 * PAGE);
+	ASSERT_EQ(0, touch(mfm, 2 * PAGE));
 	want(&t[T_MEMFD_WRITE], pfn_of(mfm), 48, 0);
 	want(&t[T_MEMFD_MAP], pfn_of(mfm + PAGE), 48, PAGE);
 	ASSERT_EQ(0, munmap(mfm, 2 * PAGE));
@@ -274,7 +255,7 @@ TEST_F_TIMEOUT(slow, writers_after_atomic_point, 300)
 	ASSERT_NE(MAP_FAILED, thp);
 	thp = (unsigned char *)(((uintptr_t)thp + HPAGE - 1) & ~(HPAGE - 1));
 	ASSERT_EQ(thp, mmap(thp, HPAGE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, thpf, 0));
-	touch(thp, HPAGE);
+	ASSERT_EQ(0, touch(thp, HPAGE));
 	want(&t[T_THP0], pfn_of(thp), 50, 0);
 	want(&t[T_THP1], pfn_of(thp + HPAGE / 2), 50, HPAGE / 2);
 	want(&t[T_THP2], pfn_of(thp + HPAGE - PAGE), 50, HPAGE - PAGE);
@@ -282,7 +263,8 @@ TEST_F_TIMEOUT(slow, writers_after_atomic_point, 300)
 	ASSERT_TRUE(!!(flags & (1ULL << KPF_THP)))
 		TH_LOG("not a huge page: flags %#llx", (unsigned long long)flags);
 
-	ASSERT_EQ(0, kid_start(&k, anon2, mfd, shmid));
+	km = (struct kid_mem){ .anon2 = anon2, .memfd = mfd, .shmid = shmid };
+	ASSERT_EQ(0, kid_start(&k, &kid_ops, &km));
 	for (i = 0; i < NR_T; i++)
 		ASSERT_NE(0UL, t[i].pfn) TH_LOG("no PFN for target %d", i);
 
@@ -302,7 +284,7 @@ TEST_F_TIMEOUT(slow, writers_after_atomic_point, 300)
 	pattern(buf, PAGE, 148, PAGE);
 	local.iov_base = buf;
 	local.iov_len = PAGE;
-	remote.iov_base = k.shm_at + PAGE;
+	remote.iov_base = (unsigned char *)k.pfn[0] + PAGE;
 	remote.iov_len = PAGE;
 	EXPECT_EQ((ssize_t)PAGE, process_vm_writev(k.pid, &local, 1, &remote, 1, 0));
 	EXPECT_EQ(0, put(mfd, PAGE, 149, 0));
@@ -328,16 +310,9 @@ TEST_F_TIMEOUT(slow, writers_after_atomic_point, 300)
 	ASSERT_EQ(0, read_stream(fd, &s));
 	close(fd);
 	close(frz);
-	TH_LOG("copied %llu, in place %llu (shared %llu), shared copied: written %llu, before a write %llu",
-	       g.copied_pages, g.streamed_pages, g.shared_pages, g.written_pages, g.cbw_pages);
-	for (i = 0; i < NR_T; i++) {
-		const struct target *ti = &t[i];
-		const char *why = !ti->seen ? (ti->zero ? "listed as zero" : "not in the image")
-					    : "contents changed after the atomic point";
-
-		EXPECT_TRUE(ti->seen && ti->matched)
-			TH_LOG("%s (pfn %lu): %s", t_name[i], ti->pfn, why);
-	}
+	TH_LOG(WRITERS_FMT, g.copied_pages, g.streamed_pages, g.shared_pages, g.written_pages,
+	       g.cbw_pages);
+	EXPECT_EQ(0, targets_missed(t, NR_T, t_name));
 	/*
 	 * Every page above is kept in place; each written one is copied
 	 * before its write, the huge page whole.
@@ -359,65 +334,6 @@ TEST_F_TIMEOUT(slow, writers_after_atomic_point, 300)
 	umount(THPFS);
 	free(s.pfns);
 	free(t);
-}
-
-/*
- * Copies before writes that use up memory: the image is dropped
- * (HIBSNAP_GEOMETRY_DROPPED, read() fails with ENOMEM), the writer finishes
- * with its data whole, nobody is OOM-killed, and once the image is closed
- * its memory is back and the next image works.
- */
-TEST_F_TIMEOUT(slow, copies_exhaust_memory_drops_image, 300)
-{
-	long total_kb = meminfo_kb("MemTotal"), kills;
-	size_t len = (size_t)total_kb * 1024 / 2 / HPAGE * HPAGE;
-	struct hibsnap_geometry g;
-	unsigned char *m, c;
-	int frz, fd, fd2;
-
-	if (meminfo_kb("SwapTotal") != 0)
-		run(NULL, 0, "swapoff -a");
-	ASSERT_EQ(0, meminfo_kb("SwapTotal"));
-	m = shared(-1, len);
-	ASSERT_NE(NULL, m);
-	fill(m, len, 61);
-	kills = proc_number("/proc/vmstat", "oom_kill", ' ');
-
-	frz = sys_freeze_processes(0);
-	ASSERT_LE(0, frz);
-	fd = sys_snapshot_kernel(16, 0);
-	ASSERT_LE(0, fd) TH_LOG("snapshot_kernel: %s", strerror(errno));
-	close(frz);
-	ASSERT_EQ(0, geometry(fd, &g));
-	EXPECT_LE((unsigned long long)(len / PAGE), g.shared_pages);
-	EXPECT_EQ(1, read(fd, &c, 1));
-
-	/* Half of RAM kept in place and rewritten: its copies cannot all fit. */
-	fill(m, len, 62);
-	EXPECT_TRUE(filled(m, len, 62));
-	EXPECT_EQ(kills, proc_number("/proc/vmstat", "oom_kill", ' '))
-		TH_LOG("a task was OOM-killed");
-	ASSERT_EQ(0, geometry(fd, &g));
-	EXPECT_EQ((unsigned int)HIBSNAP_GEOMETRY_DROPPED, g.flags);
-	errno = 0;
-	EXPECT_EQ(-1, read(fd, &c, 1));
-	EXPECT_EQ(ENOMEM, errno);
-	EXPECT_TRUE(kmsg_has("out of memory for a copy of shared memory before a write"));
-	close(fd);
-	EXPECT_TRUE(filled(m, len, 62));
-	munmap(m, len);
-
-	frz = sys_freeze_processes(0);
-	ASSERT_LE(0, frz);
-	fd2 = sys_snapshot_kernel(0, 0);
-	EXPECT_LE(0, fd2) TH_LOG("next snapshot_kernel: %s", strerror(errno));
-	if (fd2 >= 0) {
-		EXPECT_EQ(0, geometry(fd2, &g));
-		EXPECT_EQ(0U, g.flags);
-		EXPECT_LT(0, drain(fd2, NULL));
-		close(fd2);
-	}
-	close(frz);
 }
 
 /* The pages of kernel memory an image copies now, with nothing else running. */
@@ -445,10 +361,11 @@ static long long kernel_copy(void)
 /*
  * A mixed workload of at least 80% of RAM and no swap: private anonymous
  * memory, MAP_SHARED anonymous memory, a tmpfs file, SysV shm, and the page
- * cache of an ext4 file (read-only, so kept in place too). The image is taken, and the copy of kernel memory
- * is within a few percent of the same boot's copy without the workload;
- * every region is then still whole. (The tool's round trip restores such a
- * workload across a power-off: hibsnap_roundtrip's memory cycle.)
+ * cache of an ext4 file (read-only, so kept in place too). The image is
+ * taken, and the copy of kernel memory is within a few percent of the same
+ * boot's copy without the workload; every region is then still whole. (The
+ * tool's round trip restores such a workload across a power-off:
+ * hibsnap_roundtrip's memory cycle.)
  */
 TEST_F_TIMEOUT(slow, mixed_workload_copies_only_kernel_memory, 300)
 {
@@ -456,7 +373,7 @@ TEST_F_TIMEOUT(slow, mixed_workload_copies_only_kernel_memory, 300)
 	size_t total = (size_t)total_kb * 1024, anon_len, sh_len, tmp_len, sysv_len, ext_len;
 	unsigned char *anon_m, *sh_m, *tmp_m, *sysv_m, *ext_m;
 	long long before, after;
-	int tf, ef, shmid;
+	int ef, shmid;
 	long kb;
 
 	if (meminfo_kb("SwapTotal") != 0)
@@ -471,15 +388,11 @@ TEST_F_TIMEOUT(slow, mixed_workload_copies_only_kernel_memory, 300)
 	mkdir(EXTFS, 0755);
 	ASSERT_EQ(0, run(NULL, 0, "/usr/sbin/mke2fs -q -F -t ext4 -b 4096 " EXT_DEV));
 	ASSERT_EQ(0, mount(EXT_DEV, EXTFS, "ext4", 0, NULL));
-	ef = open(EXTFS "/cache", O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	ASSERT_LE(0, ef);
-	ASSERT_EQ(0, ftruncate(ef, ext_len));
-	ext_m = shared(ef, ext_len);
+	ext_m = new_file(EXTFS "/cache", ext_len);
 	ASSERT_NE(NULL, ext_m);
 	fill(ext_m, ext_len, 71);
 	ASSERT_EQ(0, msync(ext_m, ext_len, MS_SYNC));
 	ASSERT_EQ(0, munmap(ext_m, ext_len));
-	close(ef);
 	ASSERT_EQ(0, umount(EXTFS));
 	ASSERT_EQ(0, mount(EXT_DEV, EXTFS, "ext4", MS_RDONLY, NULL));
 	ASSERT_EQ(0, write_str("/proc/sys/vm/drop_caches", "3"));
@@ -497,10 +410,7 @@ TEST_F_TIMEOUT(slow, mixed_workload_copies_only_kernel_memory, 300)
 	ASSERT_NE(NULL, sh_m);
 	fill(sh_m, sh_len, 73);
 	ASSERT_EQ(0, tmpfs(TMPFS, "size=50%"));
-	tf = open(TMPFS "/mixed", O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	ASSERT_LE(0, tf);
-	ASSERT_EQ(0, ftruncate(tf, tmp_len));
-	tmp_m = shared(tf, tmp_len);
+	tmp_m = new_file(TMPFS "/mixed", tmp_len);
 	ASSERT_NE(NULL, tmp_m);
 	fill(tmp_m, tmp_len, 74);
 	shmid = shmget(IPC_PRIVATE, sysv_len, IPC_CREAT | 0600);
@@ -515,14 +425,13 @@ TEST_F_TIMEOUT(slow, mixed_workload_copies_only_kernel_memory, 300)
 	ASSERT_NE(MAP_FAILED, ext_m);
 	ASSERT_TRUE(filled(ext_m, ext_len, 71));
 	kb = (anon_len + sh_len + tmp_len + sysv_len + ext_len) >> 10;
-	ksft_print_msg("workload: %ld MiB, %ld%% of MemTotal (%ld MiB): private %zu, shared %zu, tmpfs %zu, SysV %zu, ext4 page cache %zu MiB\n",
-		       kb >> 10, kb * 100 / total_kb, total_kb >> 10, anon_len >> 20, sh_len >> 20,
-		       tmp_len >> 20, sysv_len >> 20, ext_len >> 20);
+	ksft_print_msg(MIXED_FMT, kb >> 10, kb * 100 / total_kb, total_kb >> 10, anon_len >> 20,
+		       sh_len >> 20, tmp_len >> 20, sysv_len >> 20, ext_len >> 20);
 	EXPECT_LE(80, kb * 100 / total_kb);
 
 	after = kernel_copy();
-	ksft_print_msg("kernel memory copied: %lld pages without the workload, %lld with it (%+.1f%%)\n",
-		       before, after, before > 0 ? (after - before) * 100.0 / before : 0.0);
+	ksft_print_msg(COPY_FMT, before, after,
+		       before > 0 ? (after - before) * 100.0 / before : 0.0);
 	EXPECT_LT(0, after);
 	EXPECT_LE(after * 100, before * 105)
 		TH_LOG("the copy grew with the workload: %lld -> %lld pages", before, after);
@@ -538,7 +447,6 @@ TEST_F_TIMEOUT(slow, mixed_workload_copies_only_kernel_memory, 300)
 	munmap(ext_m, ext_len);
 	shmdt(sysv_m);
 	shmctl(shmid, IPC_RMID, NULL);
-	close(tf);
 	close(ef);
 	umount(TMPFS);
 	umount(EXTFS);
