@@ -935,6 +935,10 @@ static int tool_cycles(const char *swap_dev, const char *fs_dev, char **targets)
 	result(k == (long)__atomic_load_n(&a->done, __ATOMIC_ACQUIRE),
 	       "after the last cycle the appender went on: the file holds exactly its %ld records",
 	       k);
+	/* Its ext4 file is mapped: the filesystem is unmounted next. */
+	kill(more.pid, SIGKILL);
+	waitpid(more.pid, NULL, 0);
+	more.pid = 0;
 	stop_appender(appender);
 	appender = 0;
 out:
