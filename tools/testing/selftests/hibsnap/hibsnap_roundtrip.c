@@ -151,7 +151,11 @@ static unsigned char *mix_region(int kind, size_t len, unsigned int seed, size_t
 		free(buf);
 		if (fd < 0 || fsync(fd) || close(fd))
 			return NULL;
-		return map_fd(open(MIX_EXT4_FILE, O_RDONLY | O_CLOEXEC), len, PROT_READ);
+		m = map_fd(open(MIX_EXT4_FILE, O_RDONLY | O_CLOEXEC), len, PROT_READ);
+		/* In the page cache, unless reclaim takes it back before the image. */
+		if (m && madvise(m, len, MADV_POPULATE_READ))
+			m = NULL;
+		return m;
 	}
 	return NULL;
 }

@@ -47,6 +47,7 @@
 #define EXTFS "/run/hsshared-ext4"
 #define WRITERS_FMT "copied %llu, in place %llu (shared %llu), shared copied: written %llu, before a write %llu"
 #define MIXED_FMT "workload: %ld MiB, %ld%% of MemTotal (%ld MiB): private %zu, shared %zu, tmpfs %zu, SysV %zu, ext4 page cache %zu MiB\n"
+#define KEPT_FMT "kept in place: %llu pages copy-on-write, %llu shared, %llu page cache\n"
 #define COPY_FMT "kernel memory copied: %lld pages without the workload, %lld with it (%+.1f%%)\n"
 
 /* Only for TEST_F_TIMEOUT(): the long tests need more than the default 30 s. */
@@ -336,10 +337,9 @@ TEST_F_TIMEOUT(slow, writers_after_atomic_point, 300)
 	free(t);
 }
 
-/* The pages of kernel memory an image copies now, with nothing else running. */
-static long long kernel_copy(void)
+/* The pages an image copies now, with nothing else running; @g its geometry. */
+static long long kernel_copy(struct hibsnap_geometry *g)
 {
-	struct hibsnap_geometry g;
 	int frz, fd;
 	long long copied = -1;
 
@@ -348,8 +348,8 @@ static long long kernel_copy(void)
 		return -1;
 	fd = sys_snapshot_kernel(0, 0);
 	if (fd >= 0) {
-		if (!geometry(fd, &g))
-			copied = g.copied_pages;
+		if (!geometry(fd, g))
+			copied = g->copied_pages;
 		close(fd);
 	} else {
 		ksft_print_msg("snapshot_kernel: %s\n", strerror(errno));
@@ -372,6 +372,7 @@ TEST_F_TIMEOUT(slow, mixed_workload_copies_only_kernel_memory, 300)
 	long total_kb = meminfo_kb("MemTotal");
 	size_t total = (size_t)total_kb * 1024, anon_len, sh_len, tmp_len, sysv_len, ext_len;
 	unsigned char *anon_m, *sh_m, *tmp_m, *sysv_m, *ext_m;
+	struct hibsnap_geometry g;
 	long long before, after;
 	int ef, shmid;
 	long kb;
@@ -396,7 +397,7 @@ TEST_F_TIMEOUT(slow, mixed_workload_copies_only_kernel_memory, 300)
 	ASSERT_EQ(0, umount(EXTFS));
 	ASSERT_EQ(0, mount(EXT_DEV, EXTFS, "ext4", MS_RDONLY, NULL));
 	ASSERT_EQ(0, write_str("/proc/sys/vm/drop_caches", "3"));
-	before = kernel_copy();
+	before = kernel_copy(&g);
 	ASSERT_LT(0, before);
 
 	anon_len = total * 43 / 100 / HPAGE * HPAGE;
@@ -429,12 +430,16 @@ TEST_F_TIMEOUT(slow, mixed_workload_copies_only_kernel_memory, 300)
 		       sh_len >> 20, tmp_len >> 20, sysv_len >> 20, ext_len >> 20);
 	EXPECT_LE(80, kb * 100 / total_kb);
 
-	after = kernel_copy();
+	after = kernel_copy(&g);
 	ksft_print_msg(COPY_FMT, before, after,
 		       before > 0 ? (after - before) * 100.0 / before : 0.0);
 	EXPECT_LT(0, after);
 	EXPECT_LE(after * 100, before * 105)
 		TH_LOG("the copy grew with the workload: %lld -> %lld pages", before, after);
+	ksft_print_msg(KEPT_FMT, g.cow_pages, g.shared_pages, g.denied_pages);
+	EXPECT_LE((anon_len + sh_len + tmp_len + sysv_len + ext_len) / PAGE,
+		  g.cow_pages + g.shared_pages + g.denied_pages);
+	EXPECT_LE(ext_len / PAGE, g.denied_pages);
 	EXPECT_TRUE(filled(anon_m, anon_len, 72));
 	EXPECT_TRUE(filled(sh_m, sh_len, 73));
 	EXPECT_TRUE(filled(tmp_m, tmp_len, 74));
