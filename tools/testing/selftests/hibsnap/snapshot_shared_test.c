@@ -144,8 +144,12 @@ static int kid_setup(void *mem, unsigned long *pfn)
 	struct kid_mem *km = mem;
 	unsigned char *at = shmat(km->shmid, NULL, 0);
 
-	/* Mapped here before the freeze: page 0 of anon2, all of at. */
-	if (at == (void *)-1 || touch(km->anon2, PAGE) || touch(at, 2 * PAGE))
+	/*
+	 * Mapped here before the freeze: page 0 of anon2 (page 1, which
+	 * fault-around maps with it, unmapped again), all of at.
+	 */
+	if (at == (void *)-1 || touch(km->anon2, PAGE) || touch(at, 2 * PAGE) ||
+	    madvise(km->anon2 + PAGE, PAGE, MADV_DONTNEED) || pfn_of(km->anon2 + PAGE))
 		return 1;
 	pfn[0] = (unsigned long)at;
 	return 0;
