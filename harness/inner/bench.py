@@ -273,10 +273,14 @@ def report(rows, marks, freeze, console, cycles):
                     f"metadata {mib_of_pages(short['meta'])} + overhead {mib_of_pages(short['overhead'])}, "
                     f"{mib_of_pages(short['free'])} were free")
         if info:
+            # Shmem is kept in place (copy-before-write), not copied: shown apart.
             why += ('; the kernel memory copied, from /proc/meminfo before the try: ' + ', '.join(
                 f"{k[:-3]} {int(info[k]) / 1024:.1f} MiB" for k in
-                ('Shmem_kb', 'Slab_kb', 'PageTables_kb', 'KernelStack_kb', 'VmallocUsed_kb', 'Percpu_kb')
+                ('Slab_kb', 'PageTables_kb', 'KernelStack_kb', 'VmallocUsed_kb', 'Percpu_kb')
                 if k in info))
+            if 'Shmem_kb' in info:
+                why += f" (Shmem {int(info['Shmem_kb']) / 1024:.1f} MiB is kept in place, not copied)"
+
         booted = next((re.search(r'(\d+)K bss, (\d+)K reserved', text) for _, text in console
                        if text.startswith('Memory:')), None)
         if booted:
