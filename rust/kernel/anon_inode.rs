@@ -58,7 +58,9 @@ pub trait AnonInodeFile: Send + Sync + Sized + 'static {
         build_error!(VTABLE_DEFAULT_ERROR)
     }
 
-    /// Handles `ioctl(2)`: `arg` is the untrusted argument, often a userspace address.
+    /// Handles `ioctl(2)`: `arg` is the untrusted argument, often a userspace address. A 32-bit
+    /// caller on a 64-bit kernel gets here too, with `arg` converted (`compat_ptr_ioctl()`): the
+    /// structs `arg` points to must have the same layout for both.
     fn ioctl(&self, _cmd: u32, _arg: usize) -> Result<isize> {
         build_error!(VTABLE_DEFAULT_ERROR)
     }
@@ -83,6 +85,15 @@ impl<T: AnonInodeFile> FileVTable<T> {
         },
         unlocked_ioctl: if T::HAS_IOCTL {
             Some(Self::ioctl)
+        } else {
+            None
+        },
+        // 32-bit callers on a 64-bit kernel: the argument converted from a compat pointer, then
+        // `ioctl` as for everyone, so the object's ioctl structs must have the same layout for
+        // both (fixed-size fields, 64-bit ones at 8-byte offsets).
+        #[cfg(CONFIG_COMPAT)]
+        compat_ioctl: if T::HAS_IOCTL {
+            bindings::compat_ptr_ioctl
         } else {
             None
         },

@@ -279,7 +279,7 @@ impl StopSet {
                     walk.all_quiet = false;
                     // A tracer may have cancelled the stop, or the group may be mid-exec: send it
                     // again, and kick every thread so that running ones notice it now.
-                    let _ = leader.stop_thread_group();
+                    signalled("stop", leader, leader.stop_thread_group());
                     leader.threads(&guard).for_each(Task::kick);
                 }
                 continue;
@@ -300,7 +300,7 @@ impl StopSet {
             }
             if !already {
                 // `ESRCH`: the group is exiting, which counts as quiet; recorded all the same.
-                let _ = leader.stop_thread_group();
+                signalled("stop", leader, leader.stop_thread_group());
                 leader.threads(&guard).for_each(Task::kick);
             }
         }
@@ -324,9 +324,10 @@ impl StopSet {
             if let Err(e) = recorded {
                 for f in Iterator::chain(core::iter::once(found), new) {
                     if f.stopped_by_us {
-                        let _ = f
+                        let sent = f
                             .leader
                             .send_signal_private(Signal::CONT, Target::ThreadGroup);
+                        signalled("continue", &f.leader, sent);
                     }
                 }
                 return Err(e);
@@ -359,7 +360,24 @@ impl StopSet {
 fn continue_groups<'a>(_tasks: &tasklist::ReadLock, groups: impl Iterator<Item = &'a ARef<Task>>) {
     for leader in groups {
         // `ESRCH`: the group exited while stopped, there is nothing left to continue.
-        let _ = leader.send_signal_private(Signal::CONT, Target::ThreadGroup);
+        let sent = leader.send_signal_private(Signal::CONT, Target::ThreadGroup);
+        signalled("continue", leader, sent);
+    }
+}
+
+/// The outcome of a stop or continue sent to the thread group of `leader`. `ESRCH`, the group
+/// has exited, is what a freeze expects of some groups and means nothing is left to do; any other
+/// error would be a bug in the signal sent, and is logged.
+fn signalled(what: &str, leader: &Task, sent: Result) {
+    match sent {
+        Ok(()) => {}
+        Err(e) if e == ESRCH => {}
+        Err(e) => pr_warn!(
+            "freeze: {} of thread group {} failed: {:?}\n",
+            what,
+            leader.tgid(),
+            e
+        ),
     }
 }
 

@@ -68,20 +68,28 @@ pub(crate) struct Image {
     resumed: bool,
 }
 
+/// What an image file descriptor stands for.
+pub(crate) enum Origin {
+    /// An image just taken, and what stays in place while it is open.
+    Taken(LiveImage, Kept),
+    /// A system just restored from an image, which the restored kernel has already released.
+    Restored,
+}
+
 impl Image {
-    /// The object for an image just taken (`image`, and what stays frozen while it is open), or,
-    /// without `image`, for a system just restored from it.
-    pub(crate) fn new(
-        image: Option<LiveImage>,
-        kept: Option<Kept>,
-        geometry: Geometry,
-    ) -> impl PinInit<Self, Error> {
-        let resumed = image.is_none();
-        let stream = image.map(|image| Stream {
-            image,
-            offset: 0,
-            ended: false,
-        });
+    /// The object for an image file descriptor, with the image's `geometry`.
+    pub(crate) fn new(origin: Origin, geometry: Geometry) -> impl PinInit<Self, Error> {
+        let (stream, kept, resumed) = match origin {
+            Origin::Taken(image, kept) => {
+                let stream = Stream {
+                    image,
+                    offset: 0,
+                    ended: false,
+                };
+                (Some(stream), Some(kept), false)
+            }
+            Origin::Restored => (None, None, true),
+        };
         try_pin_init!(Image {
             kept,
             stream <- new_mutex!(stream),

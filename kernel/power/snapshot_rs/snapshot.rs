@@ -30,7 +30,10 @@
 
 use crate::{
     freeze,
-    image::Image, //
+    image::{
+        Image,
+        Origin, //
+    },
 };
 use kernel::{
     capability::{
@@ -293,14 +296,14 @@ pub(crate) fn snapshot_kernel(overhead_pages: usize, flags: u32, fail_step: u32)
                 suspended,
                 kept.swap.devices()
             );
-            Image::new(Some(image), Some(kept), geometry)
+            Image::new(Origin::Taken(image, kept), geometry)
         }
         Outcome::Restored => {
             // The references and pages of the image are those of the kernel that took it: drop
             // them. The disks are as the image left them: the other filesystems thaw now.
             drop(others);
             drop(image);
-            Image::new(None, None, Geometry::default())
+            Image::new(Origin::Restored, Geometry::default())
         }
     };
     Step::Install.enter(fail_step)?;
