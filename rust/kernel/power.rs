@@ -79,18 +79,25 @@ fn freeze_message() -> bindings::pm_message {
 /// Whether hibernation may be used at all: not disabled on the command line (`nohibernate`),
 /// not forbidden by kernel lockdown, and no secret memory in use.
 pub fn hibernation_available() -> bool {
-    // SAFETY: Always safe to call.
+    // SAFETY: `hibernation_available()` takes no arguments and only reads global flags
+    // (`nohibernate`, lockdown, `secretmem_users`); it has no precondition on its caller.
     unsafe { bindings::hibernation_available() }
 }
 
 /// Writes all dirty data of all filesystems to their devices (`ksys_sync_helper()`).
 pub fn sync_filesystems() {
-    // SAFETY: Always safe to call from process context.
+    // SAFETY: `ksys_sync_helper()` takes no arguments and has no memory-safety precondition (it
+    // sleeps: a call in atomic context is a bug the kernel reports, not undefined behaviour).
     unsafe { bindings::ksys_sync_helper() };
 }
 
 /// The system sleep lock (`system_transition_mutex`): no suspend or hibernation can start while
 /// it is held. It is a mutex: hold it only within one system call.
+///
+/// # Invariants
+///
+/// The current task holds `system_transition_mutex`, taken by `lock_system_sleep()`, which
+/// returned `flags`.
 pub struct SystemSleepLock {
     flags: c_uint,
     _not_send: NotThreadSafe,
@@ -99,7 +106,9 @@ pub struct SystemSleepLock {
 impl SystemSleepLock {
     /// Takes the lock, sleeping until it is free.
     pub fn lock() -> Self {
-        // SAFETY: Always safe to call from process context; released in `drop`.
+        // SAFETY: `lock_system_sleep()` takes `system_transition_mutex` and returns the task's
+        // flags to give back to `unlock_system_sleep()`, which `drop` does, once, in the same
+        // task (`SystemSleepLock` is not `Send`).
         let flags = unsafe { bindings::lock_system_sleep() };
         SystemSleepLock {
             flags,
@@ -119,12 +128,18 @@ impl Drop for SystemSleepLock {
 /// The right to use the hibernation image code (`hibernate_acquire()`): while it is held,
 /// `/dev/snapshot` cannot be opened and no other image can be taken. It is not a lock, and may be
 /// held across system calls.
+///
+/// # Invariants
+///
+/// `hibernate_acquire()` succeeded for this object, and `hibernate_release()` has not been
+/// called for it.
 pub struct HibernationLock(());
 
 impl HibernationLock {
     /// Acquires the right, or fails with `EBUSY` if somebody holds it.
     pub fn acquire() -> Result<Self> {
-        // SAFETY: Always safe to call; released in `drop`.
+        // SAFETY: `hibernate_acquire()` only tries to take the hibernation atomic counter; the
+        // `HibernationLock` made from its success releases it once, in `drop`.
         if unsafe { bindings::hibernate_acquire() } {
             Ok(HibernationLock(()))
         } else {
@@ -313,7 +328,8 @@ impl<'a> AtomicPoint<'a> {
         }
         // `local_clock()` runs on while syscore suspends timekeeping, unlike the clocks of
         // `ktime_get()`, which stand still until it resumes.
-        // SAFETY: Always safe to call.
+        // SAFETY: `local_clock()` takes no arguments and reads the CPU's clock; it may be
+        // called with interrupts off, as here.
         let start_ns = unsafe { bindings::local_clock() };
         // SAFETY: Interrupts are off, as `syscore_suspend` requires.
         let ret = unsafe { bindings::syscore_suspend() };
@@ -337,7 +353,7 @@ impl<'a> AtomicPoint<'a> {
     pub fn end(self) -> u64 {
         let start_ns = self.start_ns;
         drop(self);
-        // SAFETY: Always safe to call.
+        // SAFETY: `local_clock()` takes no arguments and reads the CPU's clock.
         unsafe { bindings::local_clock() }.saturating_sub(start_ns)
     }
 }
@@ -410,6 +426,13 @@ impl Geometry {
 /// it at the atomic point; the stream is then read with [`LiveImage::advance`] and
 /// [`LiveImage::pages`]. Dropping it drops its references on the pages it streams in place and
 /// frees every page it used.
+///
+/// # Invariants
+///
+/// `swsusp_live_begin()` succeeded and `swsusp_live_end()` has not been called: the image code's
+/// global state is this object's, held through the hibernation lock. `pages`, when set, is what
+/// the last `swsusp_live_next_pages()` returned: `nr` pages, valid and unchanged until the next
+/// call or `swsusp_live_end()`.
 pub struct LiveImage {
     /// The pages of the stream last returned by `swsusp_live_next_pages()`, if any, and how many.
     pages: Option<(NonNull<u8>, usize)>,
