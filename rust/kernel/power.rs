@@ -125,6 +125,37 @@ impl Drop for SystemSleepLock {
     }
 }
 
+/// The device hotplug lock (`lock_device_hotplug()`): no CPU or memory is added or removed while
+/// it is held, so the page frames the image's bitmaps were made for stay the system's.
+/// Hibernation holds it from before its bitmaps are made until the image is taken; so does
+/// hibsnap. It is a mutex: hold it only within one system call.
+///
+/// # Invariants
+///
+/// The current task holds `device_hotplug_lock`, taken by `lock_device_hotplug()`.
+pub struct DeviceHotplugLock {
+    _not_send: NotThreadSafe,
+}
+
+impl DeviceHotplugLock {
+    /// Takes the lock, sleeping until it is free.
+    pub fn lock() -> Self {
+        // SAFETY: `lock_device_hotplug()` takes `device_hotplug_lock`, a mutex; `drop` releases it
+        // once, in the same task (`DeviceHotplugLock` is not `Send`).
+        unsafe { bindings::lock_device_hotplug() };
+        DeviceHotplugLock {
+            _not_send: NotThreadSafe,
+        }
+    }
+}
+
+impl Drop for DeviceHotplugLock {
+    fn drop(&mut self) {
+        // SAFETY: By the type invariants, this task holds the lock, taken in `lock`.
+        unsafe { bindings::unlock_device_hotplug() };
+    }
+}
+
 /// The right to use the hibernation image code (`hibernate_acquire()`): while it is held,
 /// `/dev/snapshot` cannot be opened and no other image can be taken. It is not a lock, and may be
 /// held across system calls.

@@ -46,6 +46,7 @@ use kernel::{
         BlockDevicesSuspended,
         BlockFilesystem,
         BlockSnapshot,
+        DeviceHotplugLock,
         DevicesPrepared,
         DevicesQuiesced,
         DevicesSuspended,
@@ -244,6 +245,9 @@ pub(crate) fn snapshot_kernel(overhead_pages: usize, flags: u32, fail_step: u32)
     }
     let lock = HibernationLock::acquire()?;
     let sleep = SystemSleepLock::lock();
+    // As `hibernate()` takes it: no CPU or memory comes or goes between the image's bitmaps and
+    // the atomic point.
+    let hotplug = DeviceHotplugLock::lock();
     Step::Reserve.enter(fail_step)?;
     let mut image = LiveImage::begin(lock)?;
     protect_user_memory(&mut image)?;
@@ -259,6 +263,7 @@ pub(crate) fn snapshot_kernel(overhead_pages: usize, flags: u32, fail_step: u32)
     // the atomic point, where the devices were suspended.
     let suspended = blocks.devices();
     drop(blocks);
+    drop(hotplug);
     drop(sleep);
     let file = match outcome {
         Outcome::Taken(mut kept, atomic_ns) => {
