@@ -1,0 +1,77 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The C entry points of the registry, for `snapshot_kernel(2)` (`include/linux/hibsnap.h`).
+
+use crate::registry::{
+    end_all,
+    has_device,
+    resume_all,
+    snapshot_all,
+    suspend_all, //
+};
+use kernel::{
+    ffi::c_int,
+    prelude::*, //
+};
+
+/// C entry point of [`snapshot_all`] for `snapshot_kernel(2)`: the number of targets switched, or
+/// a negative errno.
+///
+/// # Safety
+///
+/// Always safe to call; it is `unsafe` only because `#[export]` requires it.
+#[export]
+pub unsafe extern "C" fn dm_hibsnap_snapshot_all() -> c_int {
+    match snapshot_all() {
+        Ok(n) => n as c_int,
+        Err(e) => e.to_errno(),
+    }
+}
+
+/// C entry point of [`suspend_all`] for `snapshot_kernel(2)`: the number of devices suspended, or
+/// a negative errno.
+///
+/// # Safety
+///
+/// Always safe to call from process context; it is `unsafe` only because `#[export]` requires it.
+#[export]
+pub unsafe extern "C" fn dm_hibsnap_suspend_all() -> c_int {
+    match suspend_all() {
+        Ok(n) => n as c_int,
+        Err(e) => e.to_errno(),
+    }
+}
+
+/// C entry point of [`resume_all`] for `snapshot_kernel(2)`: the number of devices resumed.
+///
+/// # Safety
+///
+/// Always safe to call from process context; it is `unsafe` only because `#[export]` requires it.
+#[export]
+pub unsafe extern "C" fn dm_hibsnap_resume_all() -> c_int {
+    resume_all() as c_int
+}
+
+/// C entry point of [`has_device`] for `snapshot_kernel(2)`.
+///
+/// # Safety
+///
+/// Always safe to call from process context; it is `unsafe` only because `#[export]` requires it.
+#[export]
+pub unsafe extern "C" fn dm_hibsnap_has_device(devt: u32) -> bool {
+    has_device(devt)
+}
+
+/// C entry point of [`end_all`] for `snapshot_kernel(2)`: the number of targets ended, or a
+/// negative errno.
+///
+/// # Safety
+///
+/// Always safe to call from process context; it is `unsafe` only because `#[export]` requires it.
+#[export]
+pub unsafe extern "C" fn dm_hibsnap_end_all(merge: bool) -> c_int {
+    match end_all(merge) {
+        Ok(n) => n as c_int,
+        Err(e) => e.to_errno(),
+    }
+}

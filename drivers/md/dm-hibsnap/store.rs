@@ -1,0 +1,154 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The snapshot state of a target: its mode and its store of the chunks written since the
+//! snapshot, shared with the registry, which switches every target at the atomic point and ends
+//! their snapshots afterwards (`merge` or `drop`).
+
+use crate::target::Counters;
+use kernel::{
+    device_mapper::{
+        IoClient,
+        TargetDevice, //
+    },
+    prelude::*,
+    rbtree::RBTree,
+    sync::{
+        atomic::{
+            ordering,
+            Atomic, //
+        },
+        Mutex, //
+    }, //
+};
+
+/// The size of a store chunk, and the device's logical block size.
+pub(crate) const CHUNK_BYTES: usize = 4096;
+/// Sectors per chunk.
+pub(crate) const CHUNK_SECTORS: u64 = (CHUNK_BYTES / 512) as u64;
+/// The store limit when the table gives none, in MiB.
+pub(crate) const DEFAULT_STORE_MIB: u64 = 256;
+
+/// One chunk of data, in a `kmalloc` allocation (`dm_io()` writes it back from there).
+pub(crate) type Chunk = KBox<[u8; CHUNK_BYTES]>;
+
+/// The target's state.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[repr(i32)]
+pub(crate) enum Mode {
+    /// Every bio goes to the origin.
+    Passthrough = 0,
+    /// Writes go to the store; the origin receives none.
+    Snapshot = 1,
+    /// A write to the store found it full: writes fail until `merge` or `drop`.
+    Full = 2,
+}
+
+impl Mode {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Mode::Passthrough => "passthrough",
+            Mode::Snapshot => "snapshot",
+            Mode::Full => "full",
+        }
+    }
+}
+
+/// What the snapshot state holds, under the target's mutex.
+pub(crate) struct Inner {
+    /// Chunks written since the snapshot, by chunk number.
+    pub(crate) store: RBTree<u64, Chunk>,
+    /// How many chunks `store` holds.
+    pub(crate) chunks: u64,
+}
+
+/// What a target shares with the registry: its mode, its store, and (while the target exists)
+/// the origin it merges into.
+#[pin_data]
+pub(crate) struct Shared {
+    /// The mode. Switching to [`Mode::Snapshot`] takes no lock, so that it can be done at the
+    /// atomic point with interrupts off; every other switch is made under `inner`.
+    pub(crate) mode: Atomic<i32>,
+    #[pin]
+    pub(crate) inner: Mutex<Inner>,
+    /// The origin, for `merge`. The target takes it out when it is destroyed, so that it is never
+    /// put after its `dm_target` is gone; a merge in progress holds the lock, and the target's
+    /// destruction waits for it.
+    #[pin]
+    pub(crate) merge_origin: Mutex<Option<TargetDevice>>,
+    pub(crate) io: IoClient,
+    /// The device number of the device-mapper device the target is in.
+    pub(crate) devt: u32,
+    /// The most chunks the store may hold.
+    pub(crate) store_limit: u64,
+    pub(crate) counters: Counters,
+}
+
+impl Shared {
+    pub(crate) fn mode(&self) -> Mode {
+        match self.mode.load(ordering::Acquire) {
+            0 => Mode::Passthrough,
+            1 => Mode::Snapshot,
+            _ => Mode::Full,
+        }
+    }
+
+    /// Switches the mode; `inner` is held, as every switch but [`Shared::snapshot`] requires.
+    pub(crate) fn set_mode(&self, _inner: &mut Inner, mode: Mode) {
+        self.mode.store(mode as i32, ordering::Release);
+    }
+
+    /// `snapshot`: from now on the origin receives no write. Takes no lock.
+    pub(crate) fn snapshot(&self) -> Result {
+        self.mode
+            .cmpxchg(
+                Mode::Passthrough as i32,
+                Mode::Snapshot as i32,
+                ordering::Full,
+            )
+            .map(|_| ())
+            .map_err(|_| EBUSY)
+    }
+
+    /// `merge`: write the store back to the origin, in chunk order, flush, and pass through.
+    pub(crate) fn merge(&self) -> Result {
+        let mut inner = self.inner.lock();
+        if self.mode() == Mode::Passthrough {
+            return Err(EINVAL);
+        }
+        let origin = self.merge_origin.lock();
+        let Some(origin) = origin.as_ref() else {
+            // The target is being destroyed: its store goes with it.
+            return Err(ENODEV);
+        };
+        // Bios that arrive meanwhile wait for `inner`, so none can overtake the merge. A chunk
+        // leaves the store only once it is on the origin: a failed merge can be retried.
+        while let Some(cursor) = inner.store.cursor_front_mut() {
+            let (&chunk, data) = cursor.current();
+            if let Err(e) = origin.write_sync(&self.io, chunk * CHUNK_SECTORS, data) {
+                pr_err!(
+                    "merge: writing chunk {} to the origin failed: {:?}\n",
+                    chunk,
+                    e
+                );
+                return Err(EIO);
+            }
+            cursor.remove_current();
+            inner.chunks -= 1;
+        }
+        origin.flush_sync(&self.io)?;
+        self.set_mode(&mut inner, Mode::Passthrough);
+        Ok(())
+    }
+
+    /// `drop`: discard the store and pass through.
+    pub(crate) fn drop_store(&self) -> Result {
+        let mut inner = self.inner.lock();
+        if self.mode() == Mode::Passthrough {
+            return Err(EINVAL);
+        }
+        inner.store = RBTree::new();
+        inner.chunks = 0;
+        self.set_mode(&mut inner, Mode::Passthrough);
+        Ok(())
+    }
+}
