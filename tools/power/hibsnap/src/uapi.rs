@@ -271,12 +271,19 @@ mod tests {
 
     #[test]
     fn syscall_numbers_match_the_table() {
+        // x86-64's table: the others (alpha's numbers differ) are wired too.
+        const TABLE: &str = "arch/x86/entry/syscalls/syscall_64.tbl";
         let mut found = HashMap::new();
         for entry in std::fs::read_dir(repo().join("patches")).unwrap() {
             let text = std::fs::read_to_string(entry.unwrap().path()).unwrap_or_default();
+            let mut in_table = false;
             for line in text.lines() {
+                if line.starts_with("diff --git ") {
+                    in_table = line.ends_with(&format!(" b/{TABLE}"));
+                    continue;
+                }
                 let w: Vec<_> = line.trim_start_matches('+').split_whitespace().collect();
-                if line.starts_with('+') && w.len() >= 3 && w[1] == "common" {
+                if in_table && line.starts_with('+') && w.len() >= 3 && w[1] == "common" {
                     if let Ok(nr) = w[0].parse::<libc::c_long>() {
                         found.insert(w[2].to_string(), nr);
                     }
