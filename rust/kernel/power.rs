@@ -2,12 +2,12 @@
 
 //! System sleep transitions and live hibernation images.
 //!
-//! A hibernation image is taken in steps, each undone in reverse order when the image is taken
-//! or when a later step fails: the system sleep lock, the hibernation lock, the devices'
-//! `prepare`, `suspend` and `suspend_late`/`suspend_noirq` callbacks, the secondary CPUs going
-//! offline, interrupts and syscore going off. Each step here is a guard: creating it performs the
-//! step, and dropping it undoes it as for a failed transition ([`Resume::Recover`]); `finish`
-//! undoes it with the message that fits how the transition ended.
+//! A live image is taken in steps: the system sleep lock and the device hotplug lock are taken
+//! ([`SystemSleepLock`], [`DeviceHotplugLock`]), the hibernation code acquired
+//! ([`HibernationLock`]), the image begun and its memory reserved ([`LiveImage::begin`],
+//! [`LiveImage::reserve`]); then [`LiveImage::snapshot`] takes it through the kernel's own
+//! hibernation path, the one `hibernate()` uses, and runs a closure at the atomic point, the only
+//! place an [`AtomicPoint`] exists. Each step is undone by dropping what it returned.
 //!
 //! [`LiveImage`] is the image mode used by hibsnap (`Documentation/power/hibsnap.rst`): only
 //! kernel memory is copied at the atomic point; user pages that nothing can write any more
@@ -18,8 +18,6 @@
 //! rst.
 //!
 //! C headers: [`include/linux/suspend.h`](srctree/include/linux/suspend.h),
-//! [`include/linux/pm.h`](srctree/include/linux/pm.h),
-//! [`include/linux/syscore_ops.h`](srctree/include/linux/syscore_ops.h),
 //! [`include/linux/swap.h`](srctree/include/linux/swap.h),
 //! [`include/linux/hibsnap.h`](srctree/include/linux/hibsnap.h)
 
@@ -32,49 +30,20 @@ use crate::{
     },
     ffi::{
         c_char,
+        c_int,
         c_uint,
         c_void, //
     },
+    iov::IovIterDest,
     page::PAGE_SIZE,
     prelude::*,
     task::Task,
     types::NotThreadSafe, //
 };
 use core::{
-    marker::PhantomData,
     mem::ManuallyDrop,
     ptr::NonNull, //
 };
-
-/// How devices are resumed once the image has been taken or has failed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Resume {
-    /// The image was taken: the system goes on running (`PMSG_THAW`).
-    Thaw,
-    /// Control came back in a kernel restored from the image (`PMSG_RESTORE`).
-    Restore,
-    /// Taking the image failed part way (`PMSG_RECOVER`).
-    Recover,
-}
-
-impl Resume {
-    fn message(self) -> bindings::pm_message {
-        let event = match self {
-            Resume::Thaw => bindings::PM_EVENT_THAW,
-            Resume::Restore => bindings::PM_EVENT_RESTORE,
-            Resume::Recover => bindings::PM_EVENT_RECOVER,
-        };
-        bindings::pm_message {
-            event: event as i32,
-        }
-    }
-}
-
-fn freeze_message() -> bindings::pm_message {
-    bindings::pm_message {
-        event: bindings::PM_EVENT_FREEZE as i32,
-    }
-}
 
 /// Whether hibernation may be used at all: not disabled on the command line (`nohibernate`),
 /// not forbidden by kernel lockdown, and no secret memory in use.
@@ -186,225 +155,66 @@ impl Drop for HibernationLock {
     }
 }
 
-/// Devices prepared for hibernation (`dpm_prepare(PMSG_FREEZE)`); completed when dropped.
-pub struct DevicesPrepared<'a> {
-    _lock: PhantomData<&'a SystemSleepLock>,
+/// The atomic point of a live image: interrupts off on the only online CPU, devices quiesced and
+/// syscore suspended, the image just taken. Nothing else runs while it lasts. Only
+/// [`LiveImage::snapshot`] makes one, for the closure it runs there.
+///
+/// # Invariants
+///
+/// Exists only while `hibernation_live_snapshot()` runs its `atomic` callback: interrupts are off
+/// on the only online CPU.
+pub struct AtomicPoint {
     _not_send: NotThreadSafe,
 }
 
-impl<'a> DevicesPrepared<'a> {
-    /// Runs every device's `prepare` callback. On error, those prepared are completed again.
-    pub fn new(_lock: &'a SystemSleepLock) -> Result<Self> {
-        // SAFETY: The system sleep lock is held, as the PM core requires.
-        let ret = unsafe { bindings::dpm_prepare(freeze_message()) };
-        if let Err(e) = to_result(ret) {
-            // SAFETY: `dpm_prepare` leaves the devices it prepared for `dpm_complete`.
-            unsafe { bindings::dpm_complete(Resume::Recover.message()) };
-            return Err(e);
+/// The state [`LiveImage::snapshot`] shares with [`at_atomic_point`]: the closure to run at the
+/// atomic point, and what it returned.
+struct AtAtomic<F, T> {
+    f: Option<F>,
+    kept: Option<T>,
+}
+
+/// The `atomic` callback of `struct hibernation_live`: runs the closure of
+/// [`LiveImage::snapshot`].
+///
+/// # Safety
+///
+/// `data` points to the `AtAtomic<F, T>` that [`LiveImage::snapshot`] passed to
+/// `hibernation_live_snapshot()`, which calls this at its atomic point, with interrupts off on the
+/// only online CPU, and nothing else uses `data` meanwhile.
+unsafe extern "C" fn at_atomic_point<F, T>(data: *mut c_void) -> c_int
+where
+    F: FnOnce(&AtomicPoint) -> Result<T>,
+{
+    // SAFETY: By the function's requirements `data` is a valid, unaliased `AtAtomic<F, T>`.
+    let state = unsafe { &mut *data.cast::<AtAtomic<F, T>>() };
+    let Some(f) = state.f.take() else {
+        return EINVAL.to_errno();
+    };
+    // INVARIANT: By the function's requirements, this is the atomic point; `point` does not
+    // outlive the call (the closure cannot keep a reference to it: `T` does not borrow it).
+    let point = AtomicPoint {
+        _not_send: NotThreadSafe,
+    };
+    match f(&point) {
+        Ok(kept) => {
+            state.kept = Some(kept);
+            0
         }
-        Ok(DevicesPrepared {
-            _lock: PhantomData,
-            _not_send: NotThreadSafe,
-        })
-    }
-
-    /// Completes the devices with the message for `how`.
-    pub fn finish(self, how: Resume) {
-        let this = ManuallyDrop::new(self);
-        this.complete(how);
-    }
-
-    fn complete(&self, how: Resume) {
-        // SAFETY: The devices were prepared in `new`; this runs once (`finish` or `drop`).
-        unsafe { bindings::dpm_complete(how.message()) };
-    }
-}
-
-impl Drop for DevicesPrepared<'_> {
-    fn drop(&mut self) {
-        self.complete(Resume::Recover);
-    }
-}
-
-/// Devices suspended for hibernation: consoles suspended, allocations restricted to no I/O, and
-/// every device's `freeze` callback run (`dpm_suspend(PMSG_FREEZE)`).
-pub struct DevicesSuspended<'a> {
-    _prepared: PhantomData<&'a DevicesPrepared<'a>>,
-    _not_send: NotThreadSafe,
-}
-
-impl<'a> DevicesSuspended<'a> {
-    /// Suspends the devices. On error, the devices already suspended are resumed.
-    pub fn new(_prepared: &'a DevicesPrepared<'a>) -> Result<Self> {
-        // SAFETY: The devices are prepared and the system sleep lock is held.
-        let ret = unsafe {
-            bindings::console_suspend_all();
-            bindings::pm_restrict_gfp_mask();
-            bindings::dpm_suspend(freeze_message())
-        };
-        let this = DevicesSuspended {
-            _prepared: PhantomData,
-            _not_send: NotThreadSafe,
-        };
-        // On error `this` is dropped: `dpm_resume` resumes what `dpm_suspend` suspended.
-        to_result(ret)?;
-        Ok(this)
-    }
-
-    /// Resumes the devices with the message for `how`.
-    pub fn finish(self, how: Resume) {
-        let this = ManuallyDrop::new(self);
-        this.resume(how);
-    }
-
-    fn resume(&self, how: Resume) {
-        // SAFETY: The devices were suspended in `new`; this runs once (`finish` or `drop`).
-        unsafe {
-            bindings::dpm_resume(how.message());
-            bindings::pm_restore_gfp_mask();
-            bindings::console_resume_all();
-        }
-    }
-}
-
-impl Drop for DevicesSuspended<'_> {
-    fn drop(&mut self) {
-        self.resume(Resume::Recover);
-    }
-}
-
-/// Devices fully quiesced: their `freeze_late` and `freeze_noirq` callbacks have run
-/// (`dpm_suspend_end(PMSG_FREEZE)`), device interrupts are off.
-pub struct DevicesQuiesced<'a> {
-    _suspended: PhantomData<&'a DevicesSuspended<'a>>,
-    _not_send: NotThreadSafe,
-}
-
-impl<'a> DevicesQuiesced<'a> {
-    /// Quiesces the devices. On error, `dpm_suspend_end` has already undone its work.
-    pub fn new(_suspended: &'a DevicesSuspended<'a>) -> Result<Self> {
-        // SAFETY: The devices are suspended.
-        to_result(unsafe { bindings::dpm_suspend_end(freeze_message()) })?;
-        Ok(DevicesQuiesced {
-            _suspended: PhantomData,
-            _not_send: NotThreadSafe,
-        })
-    }
-
-    /// Runs the devices' `noirq` and `early` resume callbacks with the message for `how`.
-    pub fn finish(self, how: Resume) {
-        let this = ManuallyDrop::new(self);
-        this.resume(how);
-    }
-
-    fn resume(&self, how: Resume) {
-        // SAFETY: The devices were quiesced in `new`; this runs once (`finish` or `drop`).
-        unsafe { bindings::dpm_resume_start(how.message()) };
-    }
-}
-
-impl Drop for DevicesQuiesced<'_> {
-    fn drop(&mut self) {
-        self.resume(Resume::Recover);
-    }
-}
-
-/// Every CPU but the boot CPU offline, and cpuidle paused, as for a hibernation image: the
-/// kernel that restores an image starts it on one CPU.
-pub struct SecondaryCpusOffline<'a> {
-    _quiesced: PhantomData<&'a DevicesQuiesced<'a>>,
-    _not_send: NotThreadSafe,
-}
-
-impl<'a> SecondaryCpusOffline<'a> {
-    /// Takes the secondary CPUs offline. On error, those already offline come back.
-    pub fn new(_quiesced: &'a DevicesQuiesced<'a>) -> Result<Self> {
-        // SAFETY: Devices are quiesced and the system sleep lock is held.
-        let ret = unsafe { bindings::pm_sleep_disable_secondary_cpus() };
-        let this = SecondaryCpusOffline {
-            _quiesced: PhantomData,
-            _not_send: NotThreadSafe,
-        };
-        to_result(ret)?;
-        Ok(this)
-    }
-}
-
-impl Drop for SecondaryCpusOffline<'_> {
-    fn drop(&mut self) {
-        // SAFETY: `new` took the CPUs offline (or tried); bringing back those offline is what
-        // the hibernation code does in both cases.
-        unsafe { bindings::pm_sleep_enable_secondary_cpus() };
-    }
-}
-
-/// The atomic point: interrupts off on the only online CPU, and the syscore suspend callbacks
-/// run. Nothing else runs until it ends ([`AtomicPoint::end`], or when it is dropped).
-pub struct AtomicPoint<'a> {
-    /// `local_clock()` when interrupts went off.
-    start_ns: u64,
-    _cpus: PhantomData<&'a SecondaryCpusOffline<'a>>,
-    _not_send: NotThreadSafe,
-}
-
-impl<'a> AtomicPoint<'a> {
-    /// Disables interrupts and suspends syscore. On error, interrupts are enabled again.
-    pub fn new(_cpus: &'a SecondaryCpusOffline<'a>) -> Result<Self> {
-        // SAFETY: The secondary CPUs are offline; interrupts are enabled again in `drop` or below.
-        // As `create_image()` does, the system state says that the system is suspending, so that
-        // the syscore callbacks may take sleeping locks with interrupts off.
-        unsafe {
-            bindings::local_irq_disable();
-            bindings::system_state = bindings::system_states_SYSTEM_SUSPEND;
-        }
-        // `local_clock()` runs on while syscore suspends timekeeping, unlike the clocks of
-        // `ktime_get()`, which stand still until it resumes.
-        // SAFETY: `local_clock()` takes no arguments and reads the CPU's clock; it may be
-        // called with interrupts off, as here.
-        let start_ns = unsafe { bindings::local_clock() };
-        // SAFETY: Interrupts are off, as `syscore_suspend` requires.
-        let ret = unsafe { bindings::syscore_suspend() };
-        if let Err(e) = to_result(ret) {
-            // SAFETY: Set above; `syscore_suspend` undid its own work.
-            unsafe {
-                bindings::system_state = bindings::system_states_SYSTEM_RUNNING;
-                bindings::local_irq_enable();
-            }
-            return Err(e);
-        }
-        Ok(AtomicPoint {
-            start_ns,
-            _cpus: PhantomData,
-            _not_send: NotThreadSafe,
-        })
-    }
-
-    /// Ends the atomic point; returns how long interrupts were off, in nanoseconds
-    /// (`local_clock()`).
-    pub fn end(self) -> u64 {
-        let start_ns = self.start_ns;
-        drop(self);
-        // SAFETY: `local_clock()` takes no arguments and reads the CPU's clock.
-        unsafe { bindings::local_clock() }.saturating_sub(start_ns)
-    }
-}
-
-impl Drop for AtomicPoint<'_> {
-    fn drop(&mut self) {
-        // SAFETY: Syscore was suspended, the system state set and interrupts disabled in `new`.
-        unsafe {
-            bindings::syscore_resume();
-            bindings::system_state = bindings::system_states_SYSTEM_RUNNING;
-            bindings::local_irq_enable();
-        }
+        Err(e) => e.to_errno(),
     }
 }
 
 /// What [`LiveImage::snapshot`] found when it returned.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Snapshot {
+#[derive(Debug, PartialEq, Eq)]
+pub enum Snapshot<T> {
     /// The image was taken; the system runs on.
-    Taken,
+    Taken {
+        /// What the closure run at the atomic point returned.
+        kept: T,
+        /// How long interrupts were off, in nanoseconds.
+        atomic_ns: u64,
+    },
     /// Control came back in a kernel restored from the image.
     Restored,
 }
@@ -455,28 +265,30 @@ impl Geometry {
 ///
 /// Created with the memory for the copy of kernel memory reserved; [`LiveImage::snapshot`] takes
 /// it at the atomic point; the stream is then read with [`LiveImage::advance`] and
-/// [`LiveImage::pages`]. Dropping it drops its references on the pages it streams in place and
+/// [`LiveImage::copy_pages`]. Dropping it drops its references on the pages it streams in place and
 /// frees every page it used.
 ///
 /// # Invariants
 ///
 /// `swsusp_live_begin()` succeeded and `swsusp_live_end()` has not been called: the image code's
 /// global state is this object's, held through the hibernation lock. `pages`, when set, is what
-/// the last `swsusp_live_next_pages()` returned: `nr` pages, valid and unchanged until the next
-/// call or `swsusp_live_end()`.
+/// the last `swsusp_live_next_pages()` returned: `nr` pages, valid until the next call or
+/// `swsusp_live_end()`. Their contents are only ever read through raw pointers: a page read in
+/// place is one that nothing writes any more, but that is the image code's promise, not one
+/// Rust's references could carry.
 pub struct LiveImage {
     /// The pages of the stream last returned by `swsusp_live_next_pages()`, if any, and how many.
     pages: Option<(NonNull<u8>, usize)>,
-    /// How long taking the image looked to `local_clock()` afterwards (see
-    /// [`LiveImage::atomic_ns`]).
-    seen_ns: u64,
     _lock: HibernationLock,
 }
 
 // SAFETY: The image is global state of the hibernation code, owned through the hibernation lock
 // by whoever holds this object; it is not tied to a task.
 unsafe impl Send for LiveImage {}
-// SAFETY: Every method that changes the image takes `&mut self`.
+// SAFETY: Every method that changes the image's state (the stream's position, its lists of pages,
+// its reserve) takes `&mut self`. Those taking `&self` only read: the counters, which
+// `swsusp_live_geometry()` reads with `READ_ONCE()` where the image code changes them
+// concurrently, and the current pages, copied out through raw pointers.
 unsafe impl Sync for LiveImage {}
 
 impl LiveImage {
@@ -489,7 +301,6 @@ impl LiveImage {
         to_result(unsafe { bindings::swsusp_live_begin() })?;
         Ok(LiveImage {
             pages: None,
-            seen_ns: 0,
             _lock: lock,
         })
     }
@@ -517,19 +328,55 @@ impl LiveImage {
         to_result(unsafe { bindings::swsusp_live_reserve(overhead_pages) })
     }
 
-    /// Takes the image: saves the CPU state and copies kernel memory. Returns
-    /// [`Snapshot::Restored`] when control comes back here in a kernel restored from it.
-    pub fn snapshot(&mut self, _atomic: &AtomicPoint<'_>) -> Result<Snapshot> {
-        // SAFETY: Interrupts are off on the only online CPU, devices and syscore are suspended,
-        // and `swsusp_live_begin` was called: what `hibernation_live_snapshot` requires;
-        // `seen_ns` is a valid `u64` to write.
-        let ret = unsafe { bindings::hibernation_live_snapshot(&mut self.seen_ns) };
+    /// Takes the image through the kernel's own hibernation path (`hibernation_live_snapshot()`,
+    /// `create_image()`): devices prepared, suspended and quiesced (`PMSG_FREEZE`), the secondary
+    /// CPUs offline, interrupts off and syscore suspended, the CPU state saved and kernel memory
+    /// copied; then `at_atomic` runs, still at the atomic point, and everything is resumed
+    /// (`PMSG_THAW`). Each step that fails undoes those before it (`PMSG_RECOVER`); so does an
+    /// error from `at_atomic`. A wakeup event pending at the atomic point fails it with `EBUSY`.
+    ///
+    /// Returns [`Snapshot::Restored`] when control comes back here in a kernel restored from the
+    /// image: `at_atomic` does not run there, and devices resume with `PMSG_RESTORE`.
+    ///
+    /// `at_atomic` must not sleep: interrupts are off. Whatever it returns is dropped in process
+    /// context, after the atomic point.
+    pub fn snapshot<T, F>(
+        &mut self,
+        _sleep: &SystemSleepLock,
+        _hotplug: &DeviceHotplugLock,
+        at_atomic: F,
+    ) -> Result<Snapshot<T>>
+    where
+        F: FnOnce(&AtomicPoint) -> Result<T>,
+    {
+        let mut state = AtAtomic::<F, T> {
+            f: Some(at_atomic),
+            kept: None,
+        };
+        let mut live = bindings::hibernation_live {
+            atomic: Some(at_atomic_point::<F, T>),
+            data: (&raw mut state).cast::<c_void>(),
+            irqs_off_ns: 0,
+            seen_ns: 0,
+        };
+        // SAFETY: The system sleep lock and the device hotplug lock are held (the references),
+        // the hibernation code is acquired and `swsusp_live_begin` was called (the type
+        // invariants): what `hibernation_live_snapshot` requires. `live` and `state` live across
+        // the call, and the callback, `at_atomic_point::<F, T>`, is given `state` as the
+        // `AtAtomic<F, T>` it requires, at the atomic point, which nothing else uses meanwhile.
+        let ret = unsafe { bindings::hibernation_live_snapshot(&mut live) };
         to_result(ret)?;
-        Ok(if ret > 0 {
-            Snapshot::Restored
-        } else {
-            Snapshot::Taken
-        })
+        if ret > 0 {
+            return Ok(Snapshot::Restored);
+        }
+        // The callback ran and succeeded: the call would have failed otherwise.
+        let kept = state.kept.take().ok_or(EINVAL)?;
+        // On x86 the clock is set back across taking the image to where it was before
+        // (`restore_processor_state()`), so that part is replaced by its length measured from
+        // inside.
+        let atomic_ns =
+            live.irqs_off_ns.saturating_sub(live.seen_ns) + Self::raw_geometry().save_ns;
+        Ok(Snapshot::Taken { kept, atomic_ns })
     }
 
     fn raw_geometry() -> bindings::swsusp_live_geometry {
@@ -543,14 +390,6 @@ impl LiveImage {
     /// Whether the image was dropped to give memory back: it can no longer be read.
     pub fn is_dropped(&self) -> bool {
         Self::raw_geometry().dropped
-    }
-
-    /// How long interrupts were off at the atomic point, given `measured_ns`, the length of
-    /// [`AtomicPoint`] as `local_clock()` saw it ([`AtomicPoint::end`]). On x86 the clock is set
-    /// back across taking the image to where it was before (`restore_processor_state()`), so
-    /// that part is replaced by its length measured from inside.
-    pub fn atomic_ns(&self, measured_ns: u64) -> u64 {
-        measured_ns.saturating_sub(self.seen_ns) + Self::raw_geometry().save_ns
     }
 
     /// Frees the reserved page frames the copy did not use, but the overhead pages: those are
@@ -568,8 +407,8 @@ impl LiveImage {
         unsafe { bindings::swsusp_live_find_zero() }
     }
 
-    /// The numbers of pages in the image, by kind (`atomic_ns` is left 0: the caller measures
-    /// it with [`AtomicPoint::end`]).
+    /// The numbers of pages in the image, by kind (`atomic_ns` is left 0: [`LiveImage::snapshot`]
+    /// returns it).
     pub fn geometry(&self) -> Geometry {
         let geo = Self::raw_geometry();
         let class = |c: bindings::swsusp_live_class| geo.by_class[c as usize];
@@ -608,13 +447,27 @@ impl LiveImage {
         Ok(self.pages.is_some())
     }
 
-    /// The current pages of the stream, if [`LiveImage::advance`] found any.
-    pub fn pages(&self) -> Option<&[u8]> {
-        // SAFETY: `swsusp_live_next_pages` returned `nr` contiguous, page-aligned pages that stay
-        // valid and unchanged until the next call, which needs `&mut self`, or the end of the
-        // image, which needs `self`.
-        self.pages
-            .map(|(p, nr)| unsafe { core::slice::from_raw_parts(p.as_ptr(), nr * PAGE_SIZE) })
+    /// The length in bytes of the current pages of the stream: 0 if [`LiveImage::advance`] found
+    /// none.
+    pub fn pages_len(&self) -> usize {
+        self.pages.map_or(0, |(_, nr)| nr * PAGE_SIZE)
+    }
+
+    /// Copies the current pages of the stream, from byte `offset` on, into `dest`; returns how
+    /// many bytes were copied: fewer than are left if `dest` is full or faults, none if `offset`
+    /// is at or past their end.
+    pub fn copy_pages(&self, offset: usize, dest: &mut IovIterDest<'_>) -> usize {
+        let Some((pages, nr)) = self.pages else {
+            return 0;
+        };
+        let Some(len) = (nr * PAGE_SIZE).checked_sub(offset) else {
+            return 0;
+        };
+        // SAFETY: By the type invariants `pages` is valid for reads of `nr` pages until the next
+        // `advance`, which needs `&mut self`; `offset + len` is within them. `_copy_to_iter`
+        // reads them as bytes, without assuming that nobody writes them meanwhile, and writes
+        // into `dest` only.
+        unsafe { bindings::_copy_to_iter(pages.as_ptr().add(offset).cast(), len, dest.as_raw()) }
     }
 }
 
@@ -634,7 +487,7 @@ pub struct SwapWritesStopped {
 
 impl SwapWritesStopped {
     /// Stops swap writes on every swap device, at the atomic point.
-    pub fn new(_atomic: &AtomicPoint<'_>) -> Self {
+    pub fn new(_atomic: &AtomicPoint) -> Self {
         // SAFETY: Takes only spinlocks, as the atomic point allows; undone in `drop`.
         let devices = unsafe { bindings::swap_stop_writes() };
         SwapWritesStopped {
@@ -876,7 +729,7 @@ pub struct BlockSnapshot {
 impl BlockSnapshot {
     /// Starts the snapshot on every `hibsnap` device. Returns the snapshot, however many devices
     /// there are (maybe none).
-    pub fn start(_atomic: &AtomicPoint<'_>) -> Result<Self> {
+    pub fn start(_atomic: &AtomicPoint) -> Result<Self> {
         #[cfg(CONFIG_DM_HIBSNAP)]
         // SAFETY: At the atomic point, with the devices quiesced, as the function requires.
         let ret = unsafe { bindings::dm_hibsnap_snapshot_all() };

@@ -21,11 +21,8 @@
 //! and to no others: a group that was already stopped before the freeze is not recorded, and so
 //! stays stopped.
 
-use crate::put_ne;
-use core::mem::{
-    offset_of,
-    size_of, //
-};
+use crate::uapi::UapiFreezeStatus;
+use core::mem::size_of;
 use kernel::{
     anon_inode::{
         self,
@@ -467,23 +464,14 @@ struct Status {
 }
 
 impl Status {
-    /// The status in its UAPI layout, native-endian.
-    fn to_uapi(self) -> [u8; size_of::<uapi::hibsnap_freeze_status>()] {
-        type S = uapi::hibsnap_freeze_status;
-        let mut out = [0u8; size_of::<S>()];
-        put_ne(&mut out, offset_of!(S, groups), &self.groups.to_ne_bytes());
-        put_ne(
-            &mut out,
-            offset_of!(S, stopped),
-            &self.stopped.to_ne_bytes(),
-        );
-        put_ne(&mut out, offset_of!(S, asleep), &self.asleep.to_ne_bytes());
-        put_ne(
-            &mut out,
-            offset_of!(S, running),
-            &self.running.to_ne_bytes(),
-        );
-        out
+    /// The status as `HIBSNAP_IOC_FREEZE_STATUS` returns it.
+    fn to_uapi(self) -> UapiFreezeStatus {
+        UapiFreezeStatus(uapi::hibsnap_freeze_status {
+            groups: self.groups,
+            stopped: self.stopped,
+            asleep: self.asleep,
+            running: self.running,
+        })
     }
 }
 
@@ -506,10 +494,10 @@ impl AnonInodeFile for Frozen {
     fn ioctl(&self, cmd: u32, arg: usize) -> Result<isize> {
         match cmd {
             IOC_FREEZE_STATUS => {
-                let bytes = self.stop_set.status().to_uapi();
-                UserSlice::new(UserPtr::from_addr(arg), bytes.len())
+                let status = self.stop_set.status().to_uapi();
+                UserSlice::new(UserPtr::from_addr(arg), size_of::<UapiFreezeStatus>())
                     .writer()
-                    .write_slice(&bytes)?;
+                    .write(&status)?;
                 Ok(0)
             }
             _ => Err(ENOTTY),

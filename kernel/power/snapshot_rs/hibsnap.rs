@@ -22,9 +22,12 @@ use kernel::{
         c_ulong, //
     },
     prelude::*,
-    sync::atomic::{
-        ordering,
-        Atomic, //
+    sync::{
+        atomic::{
+            ordering,
+            Atomic, //
+        },
+        SetOnce,
     },
     uaccess::UserSliceReader, //
 };
@@ -32,6 +35,7 @@ use kernel::{
 mod freeze;
 mod image;
 mod snapshot;
+mod uapi;
 
 module! {
     type: Hibsnap,
@@ -47,8 +51,8 @@ module! {
     },
 }
 
-/// The pipeline step of `snapshot_kernel(2)` to fail, for tests (`0`: none).
-static FAIL_STEP: Atomic<u32> = Atomic::new(0);
+/// The fault-injection points of `snapshot_kernel(2)`, made when the module starts.
+static FAULTS: SetOnce<Pin<KBox<snapshot::Faults>>> = SetOnce::new();
 
 /// A thread group `freeze_processes(2)` must treat as never quiet, for tests of its timeout
 /// (`0`: none).
@@ -70,7 +74,6 @@ impl Reader for Knob {
 }
 
 struct Hibsnap {
-    _fail_step: Pin<KBox<debugfs::File<Knob>>>,
     _stubborn_tgid: Pin<KBox<debugfs::File<Knob>>>,
     _debugfs: debugfs::Dir,
 }
@@ -78,10 +81,8 @@ struct Hibsnap {
 impl kernel::Module for Hibsnap {
     fn init(_module: &'static ThisModule) -> Result<Self> {
         let dir = debugfs::Dir::new(c"hibsnap");
-        let fail_step = KBox::pin_init(
-            dir.read_write_file(c"fail_step", Knob(&FAIL_STEP)),
-            GFP_KERNEL,
-        )?;
+        // Only `init` populates it, once.
+        let _ = FAULTS.populate(KBox::pin_init(snapshot::Faults::new(&dir), GFP_KERNEL)?);
         let stubborn_tgid = KBox::pin_init(
             dir.read_write_file(c"stubborn_tgid", Knob(&STUBBORN_TGID)),
             GFP_KERNEL,
@@ -91,16 +92,10 @@ impl kernel::Module for Hibsnap {
             module_parameters::freeze_timeout_ms.value()
         );
         Ok(Hibsnap {
-            _fail_step: fail_step,
             _stubborn_tgid: stubborn_tgid,
             _debugfs: dir,
         })
     }
-}
-
-/// Copies `bytes` into `out` at `offset`: one field of a UAPI struct laid out in bytes.
-fn put_ne(out: &mut [u8], offset: usize, bytes: &[u8]) {
-    out[offset..offset + bytes.len()].copy_from_slice(bytes);
 }
 
 /// Turns a syscall's result into its return value: a non-negative value, or a negative errno.
@@ -132,6 +127,6 @@ pub unsafe extern "C" fn hibsnap_freeze_processes(flags: c_uint) -> c_long {
 /// it.
 #[export]
 pub unsafe extern "C" fn hibsnap_snapshot_kernel(overhead_pages: c_ulong, flags: c_uint) -> c_long {
-    let fail_step = FAIL_STEP.load(ordering::Relaxed);
-    syscall_return(snapshot::snapshot_kernel(overhead_pages, flags, fail_step))
+    let faults = FAULTS.as_ref().map(|faults| faults.as_ref().get_ref());
+    syscall_return(snapshot::snapshot_kernel(overhead_pages, flags, faults))
 }

@@ -11,13 +11,10 @@
 //! the references on the pages read in place are dropped and the image's memory freed.
 
 use crate::{
-    put_ne,
-    snapshot::Kept, //
+    snapshot::Kept,
+    uapi::UapiGeometry, //
 };
-use core::mem::{
-    offset_of,
-    size_of, //
-};
+use core::mem::size_of;
 use kernel::{
     anon_inode::{
         self,
@@ -26,7 +23,6 @@ use kernel::{
     ioctl::_IOR,
     iov::IovIterDest,
     new_mutex,
-    page::PAGE_SIZE,
     power::{
         Geometry,
         LiveImage, //
@@ -100,7 +96,7 @@ impl Image {
 
     /// The geometry in its UAPI layout, native-endian; `now` is the image's geometry now, whose
     /// `dropped` and `cbw` change while it is open.
-    fn geometry_bytes(&self, now: Option<Geometry>) -> [u8; size_of::<uapi::hibsnap_geometry>()] {
+    fn uapi_geometry(&self, now: Option<Geometry>) -> UapiGeometry {
         let mut flags = 0;
         if self.resumed {
             flags |= uapi::HIBSNAP_GEOMETRY_RESUMED;
@@ -118,41 +114,8 @@ impl Image {
         } else {
             geometry.image_bytes()
         };
-        uapi_geometry(&geometry, image_bytes, flags)
+        UapiGeometry::new(&geometry, image_bytes, flags)
     }
-}
-
-/// `struct hibsnap_geometry` as bytes, each field put at its offset in the UAPI struct.
-fn uapi_geometry(
-    geo: &Geometry,
-    image_bytes: usize,
-    flags: u32,
-) -> [u8; size_of::<uapi::hibsnap_geometry>()] {
-    type G = uapi::hibsnap_geometry;
-    let mut out = [0u8; size_of::<G>()];
-    let mut put = |offset: usize, bytes: &[u8]| put_ne(&mut out, offset, bytes);
-    let pages = [
-        (offset_of!(G, copied_pages), geo.copied),
-        (offset_of!(G, streamed_pages), geo.streamed),
-        (offset_of!(G, zero_pages), geo.zero),
-        (offset_of!(G, meta_pages), geo.meta),
-        (offset_of!(G, image_bytes), image_bytes),
-        (offset_of!(G, cow_pages), geo.cow),
-        (offset_of!(G, denied_pages), geo.denied),
-        (offset_of!(G, pinned_pages), geo.pinned),
-        (offset_of!(G, swapcache_pages), geo.swapcache),
-        (offset_of!(G, exclusive_pages), geo.exclusive),
-        (offset_of!(G, shared_pages), geo.shared),
-        (offset_of!(G, written_pages), geo.written),
-        (offset_of!(G, cbw_pages), geo.cbw),
-    ];
-    for (offset, value) in pages {
-        put(offset, &(value as u64).to_ne_bytes());
-    }
-    put(offset_of!(G, page_size), &(PAGE_SIZE as u32).to_ne_bytes());
-    put(offset_of!(G, flags), &flags.to_ne_bytes());
-    put(offset_of!(G, atomic_ns), &geo.atomic_ns.to_ne_bytes());
-    out
 }
 
 impl Stream {
@@ -164,8 +127,7 @@ impl Stream {
         }
         let mut done = 0;
         while !self.ended && !dest.is_empty() {
-            let len = self.image.pages().map_or(0, <[u8]>::len);
-            if self.offset >= len {
+            if self.offset >= self.image.pages_len() {
                 if done > 0 && current!().signal_pending() {
                     break;
                 }
@@ -175,10 +137,7 @@ impl Stream {
                 }
                 self.offset = 0;
             }
-            let Some(pages) = self.image.pages() else {
-                break;
-            };
-            let n = dest.copy_to_iter(&pages[self.offset..]);
+            let n = self.image.copy_pages(self.offset, dest);
             if n == 0 {
                 return if done > 0 { Ok(done) } else { Err(EFAULT) };
             }
@@ -209,10 +168,10 @@ impl AnonInodeFile for Image {
                     .lock()
                     .as_ref()
                     .map(|stream| stream.image.geometry());
-                let bytes = self.geometry_bytes(now);
-                UserSlice::new(UserPtr::from_addr(arg), bytes.len())
+                let geometry = self.uapi_geometry(now);
+                UserSlice::new(UserPtr::from_addr(arg), size_of::<UapiGeometry>())
                     .writer()
-                    .write_slice(&bytes)?;
+                    .write(&geometry)?;
                 Ok(0)
             }
             _ => Err(ENOTTY),
@@ -222,65 +181,5 @@ impl AnonInodeFile for Image {
     fn poll(&self) -> u32 {
         // The image is all in memory: a read never waits.
         anon_inode::POLL_READABLE
-    }
-}
-
-#[cfg(CONFIG_HIBSNAP_KUNIT_TEST)]
-#[kunit_tests(hibsnap_image)]
-mod tests {
-    use super::*;
-
-    fn word(bytes: &[u8], offset: usize) -> u64 {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(&bytes[offset..offset + 8]);
-        u64::from_ne_bytes(w)
-    }
-
-    #[test]
-    fn geometry_is_laid_out_as_the_uapi_header_says() {
-        let geo = Geometry {
-            copied: 1,
-            streamed: 2,
-            zero: 3,
-            meta: 4,
-            cow: 6,
-            denied: 7,
-            pinned: 8,
-            swapcache: 9,
-            exclusive: 10,
-            shared: 12,
-            written: 13,
-            cbw: 14,
-            atomic_ns: 11,
-            dropped: false,
-        };
-        let bytes = uapi_geometry(&geo, 5, uapi::HIBSNAP_GEOMETRY_DROPPED);
-        // The offsets of include/uapi/linux/hibsnap.h, as userspace compiles them.
-        assert_eq!(bytes.len(), 120);
-        for (offset, value) in [
-            (0, 1),
-            (8, 2),
-            (16, 3),
-            (24, 4),
-            (32, 5),
-            (48, 11),
-            (56, 6),
-            (64, 7),
-            (72, 8),
-            (80, 9),
-            (88, 10),
-            (96, 12),
-            (104, 13),
-            (112, 14),
-        ] {
-            assert_eq!(word(&bytes, offset), value);
-        }
-        let half = |offset: usize| {
-            let mut w = [0u8; 4];
-            w.copy_from_slice(&bytes[offset..offset + 4]);
-            u32::from_ne_bytes(w)
-        };
-        assert_eq!(half(40), PAGE_SIZE as u32);
-        assert_eq!(half(44), uapi::HIBSNAP_GEOMETRY_DROPPED);
     }
 }

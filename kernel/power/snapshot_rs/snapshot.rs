@@ -12,21 +12,24 @@
 //! 2. sync the filesystems, and suspend every dm-hibsnap device with its filesystem frozen
 //!    ([`BlockDevicesSuspended`]): no bio is in flight across the atomic point, and the filesystems
 //!    on them have nothing unwritten (resumed after step 6);
-//! 3. quiesce: devices prepared, suspended and quiesced (`PMSG_FREEZE`);
-//! 4. rendezvous: the secondary CPUs offline, as the kernel that restores an image expects;
-//! 5. the atomic point: interrupts off, syscore suspended; kernel memory is copied, user pages
-//!    that nothing can write any more (still copy-on-write, or page cache of files denied
-//!    writing) or that are copied before their first write (shared memory) are held to be read in
-//!    place, other user pages copied; the dm-hibsnap snapshot
-//!    starts and swap writes stop (the image references what swap holds). Nothing in it reads
-//!    or walks user memory, so it does not grow with user memory; its length is measured;
-//! 6. CPUs and devices resumed (`PMSG_THAW`, or `PMSG_RESTORE` in a restored kernel), the
-//!    unused reserve freed but the overhead pages, all-zero pages kept in place listed as zero
-//!    pages;
-//! 7. the image handed to userspace as a file descriptor ([`Image`]).
+//! 3. [`LiveImage::snapshot`], through the kernel's own hibernation path (`hibernate()`'s
+//!    `hibernation_snapshot()`, in its live mode): devices prepared, suspended and quiesced
+//!    (`PMSG_FREEZE`); the secondary CPUs offline, as the kernel that restores an image expects;
+//!    then the atomic point: interrupts off, syscore suspended; kernel memory is copied, user
+//!    pages that nothing can write any more (still copy-on-write, or page cache of files denied
+//!    writing) or that are copied before their first write (shared memory) are held to be read
+//!    in place, other user pages copied; in [`at_atomic_point`] the dm-hibsnap snapshot starts
+//!    and swap writes stop (the image references what swap holds). Nothing in it reads or walks
+//!    user memory, so it does not grow with user memory; its length is measured. Then CPUs and
+//!    devices resume (`PMSG_THAW`, or `PMSG_RESTORE` in a restored kernel);
+//! 4. the unused reserve freed but the overhead pages, all-zero pages kept in place listed as
+//!    zero pages;
+//! 5. the image handed to userspace as a file descriptor ([`Image`]).
 //!
-//! A fault-injection point before each step (the `fail_step` parameter) lets a test fail each
-//! one in turn.
+//! A fault-injection point before each of its own steps ([`Faults`], in debugfs as
+//! `hibsnap/fail_<step>/`) and `fail_function` on the PM core's (`dpm_prepare()`,
+//! `dpm_suspend()`, `dpm_suspend_end()`, `freeze_secondary_cpus()`, `syscore_suspend()`,
+//! `swsusp_save()`) let a test fail each step in turn.
 
 use crate::{
     freeze,
@@ -40,6 +43,8 @@ use kernel::{
         capable,
         Capability, //
     },
+    debugfs::Dir,
+    fault_inject::FaultAttr,
     power::{
         self,
         AtomicPoint,
@@ -47,15 +52,10 @@ use kernel::{
         BlockFilesystem,
         BlockSnapshot,
         DeviceHotplugLock,
-        DevicesPrepared,
-        DevicesQuiesced,
-        DevicesSuspended,
         FrozenFilesystem,
         Geometry,
         HibernationLock,
         LiveImage,
-        Resume,
-        SecondaryCpusOffline,
         Snapshot,
         SwapWritesStopped,
         SystemSleepLock, //
@@ -107,37 +107,72 @@ fn other_filesystems(freeze: bool) -> Result<KVec<FrozenFilesystem>> {
     Ok(frozen)
 }
 
-/// The steps of the pipeline, in order, as the `fail_step` parameter numbers them.
+/// The steps of the pipeline that hibsnap takes itself, in order; the PM core's lie between
+/// `BlockSuspend` and `BlockSnapshot`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u32)]
-pub(crate) enum Step {
-    Reserve = 1,
-    Sync = 2,
-    Prepare = 3,
-    Suspend = 4,
-    Quiesce = 5,
-    Rendezvous = 6,
-    Atomic = 7,
-    Copy = 8,
-    BlockSnapshot = 9,
-    Swap = 10,
-    Install = 11,
-    BlockSuspend = 12,
-    OtherFilesystems = 13,
+enum Step {
+    Reserve,
+    Sync,
+    OtherFilesystems,
+    BlockSuspend,
+    BlockSnapshot,
+    Swap,
+    Install,
+}
+
+/// A fault-injection point before each [`Step`], in debugfs as `hibsnap/fail_<step>/`.
+#[pin_data]
+pub(crate) struct Faults {
+    #[pin]
+    reserve: FaultAttr,
+    #[pin]
+    sync: FaultAttr,
+    #[pin]
+    other_filesystems: FaultAttr,
+    #[pin]
+    block_suspend: FaultAttr,
+    #[pin]
+    block_snapshot: FaultAttr,
+    #[pin]
+    swap: FaultAttr,
+    #[pin]
+    install: FaultAttr,
+}
+
+impl Faults {
+    /// The points, their directories made in `dir`.
+    pub(crate) fn new(dir: &Dir) -> impl PinInit<Self> + '_ {
+        pin_init!(Faults {
+            reserve <- FaultAttr::new(c"fail_reserve", dir),
+            sync <- FaultAttr::new(c"fail_sync", dir),
+            other_filesystems <- FaultAttr::new(c"fail_other_filesystems", dir),
+            block_suspend <- FaultAttr::new(c"fail_block_suspend", dir),
+            block_snapshot <- FaultAttr::new(c"fail_block_snapshot", dir),
+            swap <- FaultAttr::new(c"fail_swap", dir),
+            install <- FaultAttr::new(c"fail_install", dir),
+        })
+    }
+
+    fn attr(&self, step: Step) -> &FaultAttr {
+        match step {
+            Step::Reserve => &self.reserve,
+            Step::Sync => &self.sync,
+            Step::OtherFilesystems => &self.other_filesystems,
+            Step::BlockSuspend => &self.block_suspend,
+            Step::BlockSnapshot => &self.block_snapshot,
+            Step::Swap => &self.swap,
+            Step::Install => &self.install,
+        }
+    }
 }
 
 impl Step {
-    /// Fails with `EIO` if the `fail_step` parameter names this step (fault injection).
-    fn enter(self, fail_step: u32) -> Result {
-        if fail_step == self as u32 {
-            pr_info!(
-                "snapshot: injected failure at step {} ({:?})\n",
-                fail_step,
-                self
-            );
-            return Err(EIO);
+    /// Fails with `EIO` if its fault-injection point says so.
+    fn enter(self, faults: Option<&Faults>) -> Result {
+        match faults {
+            Some(faults) if faults.attr(self).should_fail() => Err(EIO),
+            _ => Ok(()),
         }
-        Ok(())
     }
 }
 
@@ -180,62 +215,27 @@ pub(crate) struct Kept {
     pub(crate) others: KVec<FrozenFilesystem>,
 }
 
-/// How [`take`] came back.
-enum Outcome {
-    /// The image was taken; what must stay in place while it is open, and how long interrupts
-    /// were off at the atomic point (ns).
-    Taken(Kept, u64),
-    /// Control came back in a kernel restored from the image.
-    Restored,
-}
-
-/// Steps 3 to 6: quiesce, rendezvous, take the image at the atomic point, resume.
-fn take(image: &mut LiveImage, sleep: &SystemSleepLock, fail_step: u32) -> Result<Outcome> {
-    Step::Prepare.enter(fail_step)?;
-    let prepared = DevicesPrepared::new(sleep)?;
-    Step::Suspend.enter(fail_step)?;
-    let suspended = DevicesSuspended::new(&prepared)?;
-    Step::Quiesce.enter(fail_step)?;
-    let quiesced = DevicesQuiesced::new(&suspended)?;
-    Step::Rendezvous.enter(fail_step)?;
-    let cpus = SecondaryCpusOffline::new(&quiesced)?;
-    Step::Atomic.enter(fail_step)?;
-    let atomic = AtomicPoint::new(&cpus)?;
-    Step::Copy.enter(fail_step)?;
-    let kept = match image.snapshot(&atomic)? {
-        Snapshot::Taken => {
-            // Nothing may fail once the block snapshot has started: ending it sleeps, and
-            // interrupts are off until `atomic` ends.
-            Step::BlockSnapshot.enter(fail_step)?;
-            Step::Swap.enter(fail_step)?;
-            let block = BlockSnapshot::start(&atomic)?;
-            let swap = SwapWritesStopped::new(&atomic);
-            Some(Kept {
-                block,
-                swap,
-                others: KVec::new(),
-            })
-        }
-        Snapshot::Restored => None,
-    };
-    let measured_ns = atomic.end();
-    // Timed in the kernel that took the image only: a restored kernel's clock has another origin.
-    let (outcome, how) = match kept {
-        Some(kept) => (
-            Outcome::Taken(kept, image.atomic_ns(measured_ns)),
-            Resume::Thaw,
-        ),
-        None => (Outcome::Restored, Resume::Restore),
-    };
-    drop(cpus);
-    quiesced.finish(how);
-    suspended.finish(how);
-    prepared.finish(how);
-    Ok(outcome)
+/// Runs at the atomic point, once the image is taken: starts the block-device snapshot and stops
+/// swap writes. Nothing may fail once the block snapshot has started: ending it sleeps, and
+/// interrupts are off.
+fn at_atomic_point(atomic: &AtomicPoint, faults: Option<&Faults>) -> Result<Kept> {
+    Step::BlockSnapshot.enter(faults)?;
+    Step::Swap.enter(faults)?;
+    let block = BlockSnapshot::start(atomic)?;
+    let swap = SwapWritesStopped::new(atomic);
+    Ok(Kept {
+        block,
+        swap,
+        others: KVec::new(),
+    })
 }
 
 /// `snapshot_kernel(2)`: returns the file descriptor of the image.
-pub(crate) fn snapshot_kernel(overhead_pages: usize, flags: u32, fail_step: u32) -> Result<u32> {
+pub(crate) fn snapshot_kernel(
+    overhead_pages: usize,
+    flags: u32,
+    faults: Option<&Faults>,
+) -> Result<u32> {
     check_flags(flags)?;
     if !capable(Capability::SysAdmin) || !power::hibernation_available() {
         return Err(EPERM);
@@ -248,25 +248,28 @@ pub(crate) fn snapshot_kernel(overhead_pages: usize, flags: u32, fail_step: u32)
     // As `hibernate()` takes it: no CPU or memory comes or goes between the image's bitmaps and
     // the atomic point.
     let hotplug = DeviceHotplugLock::lock();
-    Step::Reserve.enter(fail_step)?;
+    Step::Reserve.enter(faults)?;
     let mut image = LiveImage::begin(lock)?;
     protect_user_memory(&mut image)?;
     image.reserve(overhead_pages)?;
-    Step::Sync.enter(fail_step)?;
+    Step::Sync.enter(faults)?;
     power::sync_filesystems();
-    Step::OtherFilesystems.enter(fail_step)?;
+    Step::OtherFilesystems.enter(faults)?;
     let others = other_filesystems(flags & uapi::HIBSNAP_SNAPSHOT_FREEZE_OTHERS != 0)?;
-    Step::BlockSuspend.enter(fail_step)?;
+    Step::BlockSuspend.enter(faults)?;
     let blocks = BlockDevicesSuspended::new(&sleep)?;
-    let outcome = take(&mut image, &sleep, fail_step)?;
+    let snapshot = image.snapshot(&sleep, &hotplug, |atomic| at_atomic_point(atomic, faults))?;
     // Resumed in the kernel that took the image and in a restored one alike: both continue from
     // the atomic point, where the devices were suspended.
     let suspended = blocks.devices();
     drop(blocks);
     drop(hotplug);
     drop(sleep);
-    let file = match outcome {
-        Outcome::Taken(mut kept, atomic_ns) => {
+    let file = match snapshot {
+        Snapshot::Taken {
+            mut kept,
+            atomic_ns,
+        } => {
             // Frozen until the image is closed: what is written to them from now on would not
             // match the image.
             kept.others = others;
@@ -303,7 +306,7 @@ pub(crate) fn snapshot_kernel(overhead_pages: usize, flags: u32, fail_step: u32)
             );
             Image::new(Origin::Taken(image, kept), geometry)
         }
-        Outcome::Restored => {
+        Snapshot::Restored => {
             // The references and pages of the image are those of the kernel that took it: drop
             // them. The disks are as the image left them: the other filesystems thaw now.
             drop(others);
@@ -311,7 +314,7 @@ pub(crate) fn snapshot_kernel(overhead_pages: usize, flags: u32, fail_step: u32)
             Image::new(Origin::Restored, Geometry::default())
         }
     };
-    Step::Install.enter(fail_step)?;
+    Step::Install.enter(faults)?;
     kernel::anon_inode::install_fd(file)
 }
 
@@ -329,9 +332,8 @@ mod tests {
     }
 
     #[test]
-    fn injected_failure_names_only_its_step() {
-        assert_eq!(Step::Copy.enter(Step::Copy as u32).err(), Some(EIO));
-        assert!(Step::Copy.enter(Step::Reserve as u32).is_ok());
-        assert!(Step::Copy.enter(0).is_ok());
+    fn no_fault_injection_fails_nothing() {
+        assert!(Step::Reserve.enter(None).is_ok());
+        assert!(Step::Install.enter(None).is_ok());
     }
 }

@@ -37,8 +37,8 @@
 #include "hibsnap_util.h"
 #include "hibsnap_image.h"
 
-#define FAIL_STEP "/sys/kernel/debug/hibsnap/fail_step"
-#define NR_STEPS 13
+#define FAIL_HIBSNAP "/sys/kernel/debug/hibsnap"
+#define FAIL_FUNCTION "/sys/kernel/debug/fail_function"
 /* Pages the content test frees just before the call. */
 #define NR_FREED 1024
 
@@ -686,6 +686,73 @@ TEST_F_TIMEOUT(slow, mainline_snapshot_dev_still_works, 300)
 }
 
 /*
+ * The steps of snapshot_kernel(2), in order, and how a test makes each fail:
+ * hibsnap's own through its fault-injection points (debugfs hibsnap/fail_*),
+ * the PM core's through fail_function, which makes the named function return
+ * -EIO. See Documentation/fault-injection/fault-injection.rst.
+ */
+static const struct step {
+	const char *own;	/* hibsnap's fault_attr: hibsnap/fail_<own>/ */
+	const char *func;	/* or a function fail_function makes fail */
+} steps[] = {
+	{ "reserve" },
+	{ "sync" },
+	{ "other_filesystems" },
+	{ "block_suspend" },
+	{ NULL, "dpm_prepare" },
+	{ NULL, "dpm_suspend" },
+	{ NULL, "dpm_suspend_end" },
+	{ NULL, "freeze_secondary_cpus" },
+	{ NULL, "syscore_suspend" },
+	{ NULL, "swsusp_save" },
+	{ "block_snapshot" },
+	{ "swap" },
+	{ "install" },
+};
+
+#define NR_STEPS ((int)(sizeof(steps) / sizeof(steps[0])))
+
+/* Writes @val to the file @name in the directory @dir; 0 or -1. */
+static int write_in(const char *dir, const char *name, const char *val)
+{
+	char path[256];
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	return write_str(path, val);
+}
+
+/* Makes @st fail once, with a line in the kernel log, when next taken; 0 or -1. */
+static int inject(const struct step *st)
+{
+	char dir[256];
+
+	if (st->own) {
+		snprintf(dir, sizeof(dir), FAIL_HIBSNAP "/fail_%s", st->own);
+	} else {
+		snprintf(dir, sizeof(dir), FAIL_FUNCTION "/%s", st->func);
+		if (write_in(FAIL_FUNCTION, "inject", st->func) ||
+		    write_in(dir, "retval", "0xfffffffffffffffb"))	/* -EIO */
+			return -1;
+		snprintf(dir, sizeof(dir), FAIL_FUNCTION);
+	}
+	return write_in(dir, "verbose", "1") || write_in(dir, "interval", "1") ||
+	       write_in(dir, "probability", "100") || write_in(dir, "times", "1");
+}
+
+/* Disarms @st, whether it fired or not; 0 or -1. */
+static int disarm(const struct step *st)
+{
+	char dir[256];
+
+	if (!st->own) {
+		snprintf(dir, sizeof(dir), "!%s", st->func);
+		return write_in(FAIL_FUNCTION, "inject", dir);
+	}
+	snprintf(dir, sizeof(dir), FAIL_HIBSNAP "/fail_%s", st->own);
+	return write_in(dir, "probability", "0");
+}
+
+/*
  * An injected failure at each step of the pipeline: the call fails with EIO
  * and leaves the system whole: the freeze still holds (and releases) its
  * tasks, the dm-hibsnap device writes through to its origin, the hibernation
@@ -698,24 +765,27 @@ TEST_F_TIMEOUT(slow, failure_at_each_step_rolls_back, 300)
 	char num[16];
 	int step;
 
-	if (access(FAIL_STEP, W_OK))
-		SKIP(return, "no %s (CONFIG_DEBUG_FS?)", FAIL_STEP);
+	ASSERT_EQ(0, access(FAIL_HIBSNAP "/fail_reserve/probability", W_OK))
+		TH_LOG("no hibsnap fault injection (CONFIG_FAULT_INJECTION_DEBUG_FS?)");
+	ASSERT_EQ(0, access(FAIL_FUNCTION "/inject", W_OK))
+		TH_LOG("no fail_function (CONFIG_FAIL_FUNCTION?)");
 	ASSERT_EQ(0, run(NULL, 0, "dmsetup mknodes hsboot"));
 	free0 = free_kb();
-	for (step = 1; step <= NR_STEPS; step++) {
+	for (step = 0; step < NR_STEPS; step++) {
+		const struct step *st = &steps[step];
+		const char *name = st->own ? st->own : st->func;
 		pid_t child = sleeper();
 		int frz, fd;
 
 		ASSERT_LE(0, child);
 		frz = sys_freeze_processes(0);
 		ASSERT_LE(0, frz);
-		snprintf(num, sizeof(num), "%d", step);
-		ASSERT_EQ(0, write_str(FAIL_STEP, num));
+		ASSERT_EQ(0, inject(st)) TH_LOG("%s: cannot inject", name);
 		errno = 0;
 		fd = sys_snapshot_kernel(0, 0);
-		ASSERT_EQ(0, write_str(FAIL_STEP, "0"));
-		EXPECT_EQ(-1, fd) TH_LOG("step %d did not fail", step);
-		EXPECT_EQ(EIO, errno) TH_LOG("step %d: %s", step, strerror(errno));
+		ASSERT_EQ(0, disarm(st));
+		EXPECT_EQ(-1, fd) TH_LOG("%s did not fail", name);
+		EXPECT_EQ(EIO, errno) TH_LOG("%s: %s", name, strerror(errno));
 		if (fd >= 0)
 			close(fd);
 		/* The freeze is untouched, and the device writes through. */
@@ -723,20 +793,20 @@ TEST_F_TIMEOUT(slow, failure_at_each_step_rolls_back, 300)
 		ASSERT_EQ(0, run(num, sizeof(num),
 				 "dmsetup info -C --noheadings -o suspended hsboot"));
 		ASSERT_EQ(0, strncmp(num, "Active", 6))
-			TH_LOG("step %d: hsboot left suspended", step);
-		pattern(w, PAGE, 200 + step, 0);
-		ASSERT_EQ(0, pio(BOOT_DM, 1, w, PAGE, step * PAGE));
-		ASSERT_EQ(0, pio(BOOT_ORIGIN, 0, r, PAGE, step * PAGE));
-		EXPECT_EQ(0, memcmp(w, r, PAGE)) TH_LOG("step %d: device left in snapshot", step);
+			TH_LOG("%s: hsboot left suspended", name);
+		pattern(w, PAGE, 201 + step, 0);
+		ASSERT_EQ(0, pio(BOOT_DM, 1, w, PAGE, (step + 1) * PAGE));
+		ASSERT_EQ(0, pio(BOOT_ORIGIN, 0, r, PAGE, (step + 1) * PAGE));
+		EXPECT_EQ(0, memcmp(w, r, PAGE)) TH_LOG("%s: device left in snapshot", name);
 		/* The locks are free: a snapshot works at once. */
 		fd = sys_snapshot_kernel(0, 0);
-		EXPECT_LE(0, fd) TH_LOG("step %d: next snapshot: %s", step, strerror(errno));
+		EXPECT_LE(0, fd) TH_LOG("%s: next snapshot: %s", name, strerror(errno));
 		if (fd >= 0) {
 			EXPECT_LT(0, drain(fd, NULL));
 			close(fd);
 		}
 		close(frz);
-		EXPECT_NE('T', proc_state(child)) TH_LOG("step %d: child left stopped", step);
+		EXPECT_NE('T', proc_state(child)) TH_LOG("%s: child left stopped", name);
 		reap(child);
 	}
 	free1 = free_kb();
