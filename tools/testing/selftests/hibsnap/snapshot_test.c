@@ -695,19 +695,19 @@ static const struct step {
 	const char *own;	/* hibsnap's fault_attr: hibsnap/fail_<own>/ */
 	const char *func;	/* or a function fail_function makes fail */
 } steps[] = {
-	{ "reserve" },
-	{ "sync" },
-	{ "other_filesystems" },
-	{ "block_suspend" },
-	{ NULL, "dpm_prepare" },
-	{ NULL, "dpm_suspend" },
-	{ NULL, "dpm_suspend_end" },
-	{ NULL, "freeze_secondary_cpus" },
-	{ NULL, "syscore_suspend" },
-	{ NULL, "swsusp_save" },
-	{ "block_snapshot" },
-	{ "swap" },
-	{ "install" },
+	{ .own = "reserve" },
+	{ .own = "sync" },
+	{ .own = "other_filesystems" },
+	{ .own = "block_suspend" },
+	{ .func = "dpm_prepare" },
+	{ .func = "dpm_suspend" },
+	{ .func = "dpm_suspend_end" },
+	{ .func = "freeze_secondary_cpus" },
+	{ .func = "syscore_suspend" },
+	{ .func = "swsusp_save" },
+	{ .own = "block_snapshot" },
+	{ .own = "swap" },
+	{ .own = "install" },
 };
 
 #define NR_STEPS ((int)(sizeof(steps) / sizeof(steps[0])))
