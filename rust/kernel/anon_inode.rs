@@ -32,6 +32,7 @@ use crate::{
         FileDescriptorReservation, //
     },
     iov::IovIterDest,
+    module::this_module,
     prelude::*,
     str::CStr,
     sync::aref::ARef, //
@@ -98,6 +99,8 @@ impl<T: AnonInodeFile> FileVTable<T> {
             None
         },
         poll: if T::HAS_POLL { Some(Self::poll) } else { None },
+        // The module that implements `T` stays loaded while a file of it is open.
+        owner: this_module::<T::OwnerModule>().as_ptr(),
         ..pin_init::zeroed()
     };
 

@@ -5,8 +5,16 @@
 //! A target type is a [`Target`] implementation registered with a [`Registration`]. Each table
 //! line naming it constructs one target object ([`Target::new`]), which device-mapper keeps until
 //! the table is destroyed, and calls with the bios it maps ([`Target::map`]), for `dmsetup
-//! status` and `dmsetup table` ([`Target::status`]) and for `dmsetup message`
-//! ([`Target::message`]).
+//! status` and `dmsetup table` ([`Target::status`]), for `dmsetup message`
+//! ([`Target::message`]) and when its table is made live ([`Target::resume`]): a table is
+//! loaded inactive, and only resuming the device makes it live.
+//!
+//! The block devices a target opens belong to the abstraction, not to the target object: the
+//! constructor gets a [`DeviceId`] for each, the callbacks reach them through the target's
+//! [`Devices`], and they are put when the target is destroyed, after the target object is
+//! dropped, while its `dm_target` still exists. A device that code outside the callbacks must
+//! use (a merge started elsewhere) is shared as a [`SharedDevice`], which the target's
+//! destruction revokes.
 //!
 //! C header: [`include/linux/device-mapper.h`](srctree/include/linux/device-mapper.h)
 
@@ -31,8 +39,13 @@ use crate::{
         c_void, //
     },
     fmt,
+    new_mutex,
     prelude::*,
     str::CStr,
+    sync::{
+        Arc,
+        Mutex, //
+    },
     types::Opaque, //
 };
 use core::{
@@ -215,7 +228,8 @@ impl fmt::Write for StatusWriter<'_> {
 /// The target being constructed: lets the constructor open devices and set limits.
 pub struct TargetSetup<'a> {
     ti: NonNull<bindings::dm_target>,
-    _p: PhantomData<&'a mut bindings::dm_target>,
+    /// The devices opened so far: the target's if the constructor succeeds, put if it fails.
+    devices: &'a mut Devices,
 }
 
 impl TargetSetup<'_> {
@@ -230,8 +244,17 @@ impl TargetSetup<'_> {
         self.len() == 0
     }
 
-    /// Opens the device `path` (a path or `major:minor`) with the table's mode.
-    pub fn get_device(&mut self, path: &CStr) -> Result<TargetDevice> {
+    /// Returns the target's first sector in the device-mapper device.
+    pub fn begin(&self) -> u64 {
+        // SAFETY: `ti` is valid during the constructor.
+        unsafe { (*self.ti.as_ptr()).begin }
+    }
+
+    /// Opens the device `path` (a path or `major:minor`) with the table's mode. It is the
+    /// target's until the target is destroyed.
+    pub fn get_device(&mut self, path: &CStr) -> Result<DeviceId> {
+        // Room first: a device opened must never be lost.
+        self.devices.devs.reserve(1, GFP_KERNEL)?;
         let ti = self.ti.as_ptr();
         let mut dev: *mut bindings::dm_dev = core::ptr::null_mut();
         // SAFETY: `ti` is valid during the constructor and belongs to a table; `path` is a valid
@@ -244,11 +267,34 @@ impl TargetSetup<'_> {
                 &mut dev,
             )
         })?;
-        // INVARIANT: `dm_get_device` succeeded, so `dev` is an open device of `ti`.
-        Ok(TargetDevice {
-            ti: self.ti,
-            dev: NonNull::new(dev).ok_or(EINVAL)?,
-        })
+        let dev = NonNull::new(dev).ok_or(EINVAL)?;
+        let id = DeviceId(self.devices.devs.len());
+        // INVARIANT: `dm_get_device` succeeded, so `dev` is an open device of `ti`, put by
+        // `Devices::drop`.
+        self.devices
+            .devs
+            .push_within_capacity(DevPtr(dev))
+            .map_err(|_| ENOMEM)?;
+        Ok(id)
+    }
+
+    /// Shares the device `id` with code outside the target's callbacks, until the target is
+    /// destroyed: see [`SharedDevice`].
+    pub fn share_device(&mut self, id: DeviceId) -> Result<Arc<SharedDevice>> {
+        let dev = *self.devices.devs.get(id.0).ok_or(EINVAL)?;
+        self.devices.shared.reserve(1, GFP_KERNEL)?;
+        let shared = Arc::pin_init(
+            pin_init!(SharedDevice {
+                dev <- new_mutex!(Some(dev)),
+            }),
+            GFP_KERNEL,
+        )?;
+        // INVARIANT: `shared` refers to one of `devs`, and is revoked by `Devices::drop`.
+        self.devices
+            .shared
+            .push_within_capacity(shared.clone())
+            .map_err(|_| ENOMEM)?;
+        Ok(shared)
     }
 
     /// Asks device-mapper to pass one flush bio per flush to [`Target::map`].
@@ -396,40 +442,56 @@ impl Drop for SuspendedDevice {
     }
 }
 
-/// A block device opened by a target, closed when dropped.
+/// A block device opened by a target (`struct dm_dev`).
+///
+/// Only ever seen through a reference, borrowed from the target's [`Devices`] in a callback, or
+/// from a [`SharedDevice`] while the target exists: it cannot outlive the target.
 ///
 /// # Invariants
 ///
-/// `dev` was returned by `dm_get_device` for `ti` and not yet put; `ti` outlives it (a target
-/// object, which owns its devices, is dropped before its `dm_target`).
-pub struct TargetDevice {
-    ti: NonNull<bindings::dm_target>,
-    dev: NonNull<bindings::dm_dev>,
-}
+/// A `&TargetDevice` points to a `dm_dev` that `dm_get_device()` opened for a target that is not
+/// destroyed yet and that stays open while the reference lives.
+#[repr(transparent)]
+pub struct TargetDevice(Opaque<bindings::dm_dev>);
 
-// SAFETY: A `dm_dev` may be used and put from any thread.
-unsafe impl Send for TargetDevice {}
-// SAFETY: The methods taking `&self` only read fields that do not change while the device is open.
+// SAFETY: The methods taking `&self` only read fields that do not change while the device is open,
+// and submit I/O, which may be done from any thread.
 unsafe impl Sync for TargetDevice {}
 
 impl TargetDevice {
+    /// # Safety
+    ///
+    /// `dev` is a `dm_dev` opened by a live target that stays open for `'a`.
+    unsafe fn from_raw<'a>(dev: *mut bindings::dm_dev) -> &'a Self {
+        // SAFETY: `TargetDevice` is a transparent wrapper of `dm_dev`; the caller guarantees the
+        // rest.
+        unsafe { &*dev.cast::<Self>() }
+    }
+
+    /// Returns the device number of the opened block device (`major:minor`, as a `dev_t`).
+    pub fn device_number(&self) -> u32 {
+        // SAFETY: By the type invariants the device is open, so `bdev` is valid and its device
+        // number never changes.
+        unsafe { (*(*self.as_raw()).bdev).bd_dev }
+    }
+
     /// Returns the device's name as `dmsetup table` shows it (`major:minor`).
     pub fn name(&self) -> &CStr {
         // SAFETY: `dev` is valid by the type invariants; `name` is a NUL-terminated array that
         // device-mapper fills in when it opens the device and never changes.
-        unsafe { CStr::from_char_ptr((*self.dev.as_ptr()).name.as_ptr()) }
+        unsafe { CStr::from_char_ptr((*self.as_raw()).name.as_ptr()) }
     }
 
     /// Redirects `bio` to sector `sector` of this device.
     pub fn remap(&self, bio: &mut Bio, sector: u64) {
         // SAFETY: `dev` is valid by the type invariants, and its block device stays open while
         // the target exists; device-mapper completes a target's bios before destroying it.
-        unsafe { bio.set_dev((*self.dev.as_ptr()).bdev) };
+        unsafe { bio.set_dev((*self.as_raw()).bdev) };
         bio.set_sector(sector);
     }
 
     fn as_raw(&self) -> *mut bindings::dm_dev {
-        self.dev.as_ptr()
+        self.0.get()
     }
 
     /// Issues one synchronous `dm_io()` request on this device.
@@ -443,7 +505,7 @@ impl TargetDevice {
     ) -> Result {
         let mut region = bindings::dm_io_region {
             // SAFETY: `dev` is valid by the type invariants.
-            bdev: unsafe { (*self.dev.as_ptr()).bdev },
+            bdev: unsafe { (*self.as_raw()).bdev },
             sector,
             count,
         };
@@ -533,10 +595,87 @@ impl Drop for IoClient {
     }
 }
 
-impl Drop for TargetDevice {
+/// A `dm_dev` pointer, owned by a target's [`Devices`].
+#[derive(Clone, Copy)]
+struct DevPtr(NonNull<bindings::dm_dev>);
+
+// SAFETY: A `dm_dev` may be used and put from any thread.
+unsafe impl Send for DevPtr {}
+
+/// Names one of the devices a target opened in its constructor ([`TargetSetup::get_device`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeviceId(usize);
+
+/// The devices a target opened in its constructor. The abstraction owns them: it puts them when
+/// the target is destroyed, after the target object is dropped and its [`SharedDevice`]s are
+/// revoked; a constructor that fails has those it opened put.
+///
+/// # Invariants
+///
+/// Each of `devs` was returned by `dm_get_device()` for `ti` and is not put yet; `ti` is valid
+/// until this object is dropped. Each of `shared` refers to one of `devs`.
+pub struct Devices {
+    ti: NonNull<bindings::dm_target>,
+    devs: KVec<DevPtr>,
+    shared: KVec<Arc<SharedDevice>>,
+}
+
+// SAFETY: After the constructor, the methods taking `&self` only read `devs`, which no longer
+// changes.
+unsafe impl Sync for Devices {}
+
+impl Devices {
+    fn new(ti: NonNull<bindings::dm_target>) -> Self {
+        Devices {
+            ti,
+            devs: KVec::new(),
+            shared: KVec::new(),
+        }
+    }
+
+    /// The device `id`, if this target opened it.
+    pub fn get(&self, id: DeviceId) -> Option<&TargetDevice> {
+        // SAFETY: By the type invariants the device is open until `self` is dropped, which the
+        // returned reference cannot outlive.
+        self.devs
+            .get(id.0)
+            .map(|dev| unsafe { TargetDevice::from_raw(dev.0.as_ptr()) })
+    }
+}
+
+impl Drop for Devices {
     fn drop(&mut self) {
-        // SAFETY: By the type invariants, `dev` is an open device of `ti`, which is still valid.
-        unsafe { bindings::dm_put_device(self.ti.as_ptr(), self.dev.as_ptr()) }
+        for shared in &self.shared {
+            // Waits for a user of the device to finish.
+            *shared.dev.lock() = None;
+        }
+        for dev in &self.devs {
+            // SAFETY: By the type invariants `dev` is an open device of `ti`, which is valid; it
+            // is put once, here, and nothing refers to it any more: the target object is gone,
+            // the shared references revoked, and `&TargetDevice`s borrow `self`.
+            unsafe { bindings::dm_put_device(self.ti.as_ptr(), dev.0.as_ptr()) }
+        }
+    }
+}
+
+/// A target's device shared with code outside the target's callbacks (see
+/// [`TargetSetup::share_device`]): usable until the target is destroyed, which revokes it.
+#[pin_data]
+pub struct SharedDevice {
+    /// The device; `None` once revoked.
+    #[pin]
+    dev: Mutex<Option<DevPtr>>,
+}
+
+impl SharedDevice {
+    /// Runs `f` with the device, or fails with `ENODEV` if the target is destroyed. The target's
+    /// destruction waits for `f` to return. Sleeps.
+    pub fn with<R>(&self, f: impl FnOnce(&TargetDevice) -> R) -> Result<R> {
+        let dev = self.dev.lock();
+        let dev = dev.as_ref().ok_or(ENODEV)?;
+        // SAFETY: Not revoked, so the device is open (`Devices` revokes under this lock before it
+        // puts the device), and stays open while the lock is held, for longer than `f` runs.
+        Ok(f(unsafe { TargetDevice::from_raw(dev.0.as_ptr()) }))
     }
 }
 
@@ -572,10 +711,15 @@ pub trait Target: Sized + Send + Sync + 'static {
     fn new(setup: &mut TargetSetup<'_>, args: Args<'_>) -> Result<Pin<KBox<Self>>, CtrError>;
 
     /// Maps one bio.
-    fn map(&self, bio: &mut TargetBio, offset: u64) -> MapResult;
+    fn map(&self, devices: &Devices, bio: &mut TargetBio, offset: u64) -> MapResult;
 
     /// Writes the status or the table line.
-    fn status(&self, _kind: StatusType, _out: &mut StatusWriter<'_>) -> fmt::Result {
+    fn status(
+        &self,
+        _devices: &Devices,
+        _kind: StatusType,
+        _out: &mut StatusWriter<'_>,
+    ) -> fmt::Result {
         build_error!(VTABLE_DEFAULT_ERROR)
     }
 
@@ -585,7 +729,12 @@ pub trait Target: Sized + Send + Sync + 'static {
     }
 
     /// Reports the devices the target uses.
-    fn iterate_devices(&self, _visitor: &mut DeviceVisitor) -> c_int {
+    fn iterate_devices(&self, _devices: &Devices, _visitor: &mut DeviceVisitor) -> c_int {
+        build_error!(VTABLE_DEFAULT_ERROR)
+    }
+
+    /// Called when the target's table has been made live, before the device takes bios again.
+    fn resume(&self, _devices: &Devices) {
         build_error!(VTABLE_DEFAULT_ERROR)
     }
 
@@ -611,6 +760,13 @@ impl QueueLimits<'_> {
     }
 }
 
+/// What a constructed target's `private` points to: the target object and its devices, dropped
+/// in that order.
+struct TargetData<T> {
+    target: Pin<KBox<T>>,
+    devices: Devices,
+}
+
 /// The C callbacks of a [`Target`].
 struct Callbacks<T: Target>(PhantomData<T>);
 
@@ -623,20 +779,24 @@ impl<T: Target> Callbacks<T> {
         argc: c_uint,
         argv: *mut *mut c_char,
     ) -> c_int {
+        // SAFETY: Device-mapper passes a valid target.
+        let ti_ptr = unsafe { NonNull::new_unchecked(ti) };
+        // INVARIANT: No device yet; `ti` is valid until the target is destroyed, which drops
+        // `devices` (below on error, in `dtr` otherwise).
+        let mut devices = Devices::new(ti_ptr);
         let mut setup = TargetSetup {
-            // SAFETY: Device-mapper passes a valid target.
-            ti: unsafe { NonNull::new_unchecked(ti) },
-            _p: PhantomData,
+            ti: ti_ptr,
+            devices: &mut devices,
         };
         // SAFETY: Device-mapper passes `argc` valid strings that live during the call.
         let args = unsafe { Args::from_raw(argc, argv) };
-        match T::new(&mut setup, args) {
-            Ok(target) => {
-                // SAFETY: The target stays pinned: `dtr` turns the pointer back into the same
-                // pinned box, and nothing moves it in between.
-                let raw = KBox::into_raw(unsafe { Pin::into_inner_unchecked(target) });
+        let result = T::new(&mut setup, args).and_then(|target| {
+            KBox::new(TargetData { target, devices }, GFP_KERNEL).map_err(CtrError::from)
+        });
+        match result {
+            Ok(data) => {
                 // SAFETY: `ti` is valid; `private` is ours, and freed in `dtr`.
-                unsafe { (*ti).private = raw.cast() };
+                unsafe { (*ti).private = KBox::into_raw(data).cast() };
                 0
             }
             Err(e) => {
@@ -650,18 +810,18 @@ impl<T: Target> Callbacks<T> {
     /// # Safety
     ///
     /// `ti` must be a target that `ctr` constructed successfully and not yet destroyed.
-    unsafe fn target<'a>(ti: *mut bindings::dm_target) -> &'a T {
-        // SAFETY: `private` was set by `ctr` to a `KBox<T>` that lives until `dtr`.
-        unsafe { &*(*ti).private.cast::<T>() }
+    unsafe fn target<'a>(ti: *mut bindings::dm_target) -> &'a TargetData<T> {
+        // SAFETY: `private` was set by `ctr` to a `KBox<TargetData<T>>` that lives until `dtr`.
+        unsafe { &*(*ti).private.cast::<TargetData<T>>() }
     }
 
     /// # Safety
     ///
     /// `ti` must be a target that `ctr` constructed successfully, being destroyed.
     unsafe extern "C" fn dtr(ti: *mut bindings::dm_target) {
-        // SAFETY: `private` was set by `ctr` from `KBox::into_raw` of a pinned box, and `dtr`
-        // runs once.
-        drop(unsafe { Pin::new_unchecked(KBox::from_raw((*ti).private.cast::<T>())) });
+        // SAFETY: `private` was set by `ctr` from `KBox::into_raw`, and `dtr` runs once. Dropping
+        // it drops the target object, then revokes and puts its devices, while `ti` is valid.
+        drop(unsafe { KBox::from_raw((*ti).private.cast::<TargetData<T>>()) });
     }
 
     /// # Safety
@@ -679,7 +839,7 @@ impl<T: Target> Callbacks<T> {
         // `dm_target_offset()`: the bio's sector relative to the target's start.
         // SAFETY: `ti` is valid.
         let offset = bio.sector().wrapping_sub(unsafe { (*ti).begin });
-        let r = match target.map(bio, offset) {
+        let r = match target.target.map(&target.devices, bio, offset) {
             MapResult::Remapped => bindings::DM_MAPIO_REMAPPED,
             MapResult::Completed(result) => {
                 bio.end(result);
@@ -711,8 +871,10 @@ impl<T: Target> Callbacks<T> {
             *first = 0;
         }
         let mut out = StatusWriter { buf, len: 0 };
-        // SAFETY: The caller guarantees `ti`. A cut-off status is what `DMEMIT` gives too.
-        let _ = unsafe { Self::target(ti) }.status(kind, &mut out);
+        // SAFETY: The caller guarantees `ti`.
+        let data = unsafe { Self::target(ti) };
+        // A cut-off status is what `DMEMIT` gives too.
+        let _ = data.target.status(&data.devices, kind, &mut out);
     }
 
     /// # Safety
@@ -731,7 +893,7 @@ impl<T: Target> Callbacks<T> {
         let buf = unsafe { core::slice::from_raw_parts_mut(result.cast::<u8>(), maxlen as usize) };
         let mut out = StatusWriter { buf, len: 0 };
         // SAFETY: The caller guarantees `ti`.
-        match unsafe { Self::target(ti) }.message(args, &mut out) {
+        match unsafe { Self::target(ti) }.target.message(args, &mut out) {
             // 1 tells device-mapper that `result` holds a reply.
             Ok(()) => c_int::from(!out.is_empty()),
             Err(e) => e.to_errno(),
@@ -749,7 +911,7 @@ impl<T: Target> Callbacks<T> {
         let limits = unsafe { &mut *limits };
         let mut limits = QueueLimits { limits };
         // SAFETY: The caller guarantees `ti`.
-        unsafe { Self::target(ti) }.io_hints(&mut limits)
+        unsafe { Self::target(ti) }.target.io_hints(&mut limits)
     }
 
     /// # Safety
@@ -762,7 +924,17 @@ impl<T: Target> Callbacks<T> {
     ) -> c_int {
         let mut visitor = DeviceVisitor { ti, callout, data };
         // SAFETY: The caller guarantees `ti`.
-        unsafe { Self::target(ti) }.iterate_devices(&mut visitor)
+        let data = unsafe { Self::target(ti) };
+        data.target.iterate_devices(&data.devices, &mut visitor)
+    }
+
+    /// # Safety
+    ///
+    /// `ti` must be a constructed target.
+    unsafe extern "C" fn resume(ti: *mut bindings::dm_target) {
+        // SAFETY: The caller guarantees `ti`.
+        let data = unsafe { Self::target(ti) };
+        data.target.resume(&data.devices)
     }
 }
 
@@ -803,6 +975,11 @@ impl<T: Target> Registration<T> {
                         },
                         io_hints: if T::HAS_IO_HINTS {
                             Some(Callbacks::<T>::io_hints)
+                        } else {
+                            None
+                        },
+                        resume: if T::HAS_RESUME {
+                            Some(Callbacks::<T>::resume)
                         } else {
                             None
                         },

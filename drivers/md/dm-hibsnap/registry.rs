@@ -2,6 +2,12 @@
 
 //! The registry of every live target, through which `snapshot_kernel(2)` suspends their devices,
 //! snapshots them all at once at the atomic point and ends their snapshots afterwards.
+//!
+//! A target is live once its table is: it enters the registry when its device is resumed with
+//! it ([`Target::resume`](kernel::device_mapper::Target::resume)), not when it is constructed, so
+//! that a table loaded but not made live is never suspended or snapshotted. A target is found by
+//! its place, the device-mapper device and its first sector in it ([`Key`]): a reloaded table's
+//! target takes the place, and the snapshot, of the one before it.
 
 use crate::store::{
     Mode,
@@ -18,10 +24,7 @@ use kernel::{
     prelude::*,
     rbtree::RBTree,
     sync::{
-        atomic::{
-            ordering,
-            Atomic, //
-        },
+        atomic::ordering,
         Arc,
         Mutex,
         SetOnce,
@@ -29,17 +32,17 @@ use kernel::{
     }, //
 };
 
-/// Every live target's shared state, by target id.
-pub(crate) type Registry = SpinLock<RBTree<u64, Arc<Shared>>>;
+/// Where a target is: the device number of its device-mapper device and its first sector there.
+pub(crate) type Key = (u32, u64);
+
+/// Every live target's shared state, by place.
+pub(crate) type Registry = SpinLock<RBTree<Key, Arc<Shared>>>;
 
 /// The registry, set up once by the module's init.
 pub(crate) static REGISTRY: SetOnce<Pin<KBox<Registry>>> = SetOnce::new();
 
 /// The devices [`suspend_all`] suspended, until [`resume_all`].
 pub(crate) static SUSPENDED: SetOnce<Pin<KBox<Mutex<KVec<SuspendedDevice>>>>> = SetOnce::new();
-
-/// The id the next target gets in the registry.
-pub(crate) static NEXT_ID: Atomic<u64> = Atomic::new(0);
 
 /// Sets the registry up, once, before the target type is registered: no target can miss it.
 /// Returns `EBUSY` if it was set up already.
@@ -74,7 +77,7 @@ pub(crate) fn suspend_all() -> Result<u32> {
         devts
     };
     held.reserve(devts.len(), GFP_KERNEL)?;
-    for devt in devts {
+    for &devt in &devts {
         // A device removed meanwhile has nothing left to suspend.
         let Some(md) = MappedDevice::get(devt) else {
             continue;
@@ -93,6 +96,13 @@ pub(crate) fn suspend_all() -> Result<u32> {
             }
         }
     }
+    // The targets on the devices suspended here, and no other, may be snapshotted.
+    let registry = REGISTRY.as_ref().ok_or(ENODEV)?.lock();
+    for shared in registry.values() {
+        if held.iter().any(|d| d.device_number() == shared.devt) {
+            shared.held.store(true, ordering::Release);
+        }
+    }
     Ok(held.len() as u32)
 }
 
@@ -102,24 +112,35 @@ pub(crate) fn resume_all() -> u32 {
         return 0;
     };
     let mut held = held.lock();
+    if let Some(registry) = REGISTRY.as_ref() {
+        for shared in registry.lock().values() {
+            shared.held.store(false, ordering::Release);
+        }
+    }
     let n = held.len() as u32;
     held.clear();
     n
 }
 
-/// Snapshots every hibsnap target at once: their origins receive no write from now on.
+/// Snapshots every hibsnap target on the devices [`suspend_all`] suspended, at once: their
+/// origins receive no write from now on.
 ///
 /// Takes no sleeping lock and allocates nothing, so that it can run at the atomic point of a
-/// hibernation, on one CPU with interrupts off; the devices must be quiesced (no bio in flight).
-/// Returns the number of targets, or `EBUSY` if one already holds a snapshot (then none is
-/// switched by the call).
+/// hibernation, on one CPU with interrupts off; the devices are suspended, so no bio is in
+/// flight. Returns the number of targets, or `EBUSY` if one already holds a snapshot (then none
+/// is switched by the call).
 pub(crate) fn snapshot_all() -> Result<u32> {
     let registry = REGISTRY.as_ref().ok_or(ENODEV)?.lock();
+    let held = || {
+        registry
+            .values()
+            .filter(|shared| shared.held.load(ordering::Acquire))
+    };
     let mut n = 0;
-    for shared in registry.values() {
+    for shared in held() {
         if shared.snapshot().is_err() {
             // Undo the ones switched by this call: nothing was written to them meanwhile.
-            for undo in registry.values().take(n) {
+            for undo in held().take(n) {
                 undo.mode.store(Mode::Passthrough as i32, ordering::Release);
             }
             return Err(EBUSY);
@@ -190,17 +211,24 @@ mod tests {
         // No device means no `dm-mod.create=`: the test needs the one it makes.
         assert!(n >= 1);
 
+        // Only the targets of suspended devices are snapshotted.
+        assert_eq!(snapshot_all()?, 0);
+        assert!(all_in(Mode::Passthrough)?);
+        assert_eq!(suspend_all()?, n);
         assert_eq!(snapshot_all()?, n);
         assert!(all_in(Mode::Snapshot)?);
         // A second snapshot is refused and changes nothing.
         assert_eq!(snapshot_all(), Err(EBUSY));
         assert!(all_in(Mode::Snapshot)?);
+        assert_eq!(resume_all(), n);
         // Drop: the resumed-system path.
         assert_eq!(end_all(false)?, n);
         assert!(all_in(Mode::Passthrough)?);
         assert_eq!(end_all(false)?, 0);
         // Merge: the abort path (an empty store: only the origin's flush).
+        assert_eq!(suspend_all()?, n);
         assert_eq!(snapshot_all()?, n);
+        assert_eq!(resume_all(), n);
         assert_eq!(end_all(true)?, n);
         assert!(all_in(Mode::Passthrough)?);
         Ok(())

@@ -1,14 +1,15 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! The snapshot state of a target: its mode and its store of the chunks written since the
-//! snapshot, shared with the registry, which switches every target at the atomic point and ends
-//! their snapshots afterwards (`merge` or `drop`).
+//! snapshot, shared with the registry, which switches every live target at the atomic point and
+//! ends their snapshots afterwards (`merge` or `drop`). A table reloaded while a snapshot is held
+//! takes the snapshot over ([`Shared::adopt`]).
 
 use crate::target::Counters;
 use kernel::{
     device_mapper::{
         IoClient,
-        TargetDevice, //
+        SharedDevice, //
     },
     prelude::*,
     rbtree::RBTree,
@@ -17,6 +18,7 @@ use kernel::{
             ordering,
             Atomic, //
         },
+        Arc,
         Mutex, //
     }, //
 };
@@ -70,14 +72,17 @@ pub(crate) struct Shared {
     pub(crate) mode: Atomic<i32>,
     #[pin]
     pub(crate) inner: Mutex<Inner>,
-    /// The origin, for `merge`. The target takes it out when it is destroyed, so that it is never
-    /// put after its `dm_target` is gone; a merge in progress holds the lock, and the target's
-    /// destruction waits for it.
-    #[pin]
-    pub(crate) merge_origin: Mutex<Option<TargetDevice>>,
+    /// The origin, for `merge`, wherever it is started from; revoked when the target is
+    /// destroyed, which waits for a merge in progress.
+    pub(crate) origin: Arc<SharedDevice>,
+    /// The origin's device number.
+    pub(crate) origin_devt: u32,
     pub(crate) io: IoClient,
     /// The device number of the device-mapper device the target is in.
     pub(crate) devt: u32,
+    /// The device is suspended by [`crate::registry::suspend_all`]: the target may be
+    /// snapshotted at the atomic point.
+    pub(crate) held: Atomic<bool>,
     /// The most chunks the store may hold.
     pub(crate) store_limit: u64,
     pub(crate) counters: Counters,
@@ -115,27 +120,25 @@ impl Shared {
         if self.mode() == Mode::Passthrough {
             return Err(EINVAL);
         }
-        let origin = self.merge_origin.lock();
-        let Some(origin) = origin.as_ref() else {
-            // The target is being destroyed: its store goes with it.
-            return Err(ENODEV);
-        };
-        // Bios that arrive meanwhile wait for `inner`, so none can overtake the merge. A chunk
-        // leaves the store only once it is on the origin: a failed merge can be retried.
-        while let Some(cursor) = inner.store.cursor_front_mut() {
-            let (&chunk, data) = cursor.current();
-            if let Err(e) = origin.write_sync(&self.io, chunk * CHUNK_SECTORS, data) {
-                pr_err!(
-                    "merge: writing chunk {} to the origin failed: {:?}\n",
-                    chunk,
-                    e
-                );
-                return Err(EIO);
+        // `ENODEV` if the target is being destroyed: its store goes with it.
+        self.origin.with(|origin| -> Result {
+            // Bios that arrive meanwhile wait for `inner`, so none can overtake the merge. A chunk
+            // leaves the store only once it is on the origin: a failed merge can be retried.
+            while let Some(cursor) = inner.store.cursor_front_mut() {
+                let (&chunk, data) = cursor.current();
+                if let Err(e) = origin.write_sync(&self.io, chunk * CHUNK_SECTORS, data) {
+                    pr_err!(
+                        "merge: writing chunk {} to the origin failed: {:?}\n",
+                        chunk,
+                        e
+                    );
+                    return Err(EIO);
+                }
+                cursor.remove_current();
+                inner.chunks -= 1;
             }
-            cursor.remove_current();
-            inner.chunks -= 1;
-        }
-        origin.flush_sync(&self.io)?;
+            origin.flush_sync(&self.io)
+        })??;
         self.set_mode(&mut inner, Mode::Passthrough);
         Ok(())
     }
@@ -150,5 +153,23 @@ impl Shared {
         inner.chunks = 0;
         self.set_mode(&mut inner, Mode::Passthrough);
         Ok(())
+    }
+
+    /// Takes over the snapshot of `old`, the target this one replaces in a reloaded table: its
+    /// mode and its store, which `old` loses. Called with the device suspended, before this
+    /// target maps a bio; does nothing if this target holds a snapshot of its own.
+    pub(crate) fn adopt(&self, old: &Shared) {
+        let mut from = old.inner.lock();
+        let mut to = self.inner.lock();
+        if self.mode() != Mode::Passthrough || to.chunks != 0 {
+            pr_warn!("reload: the new target holds a snapshot already: the old one is dropped\n");
+            return;
+        }
+        core::mem::swap(&mut to.store, &mut from.store);
+        to.chunks = from.chunks;
+        from.chunks = 0;
+        let mode = old.mode();
+        old.set_mode(&mut from, Mode::Passthrough);
+        self.set_mode(&mut to, mode);
     }
 }

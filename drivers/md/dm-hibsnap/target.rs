@@ -1,10 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! One `hibsnap` target: its table line, the mapping of bios, its status and messages.
+//! One `hibsnap` target: its table line, the mapping of bios, its status and messages, and its
+//! entry into the registry when its table is made live.
 
 use crate::{
     registry::{
-        NEXT_ID,
+        Key,
         REGISTRY, //
     },
     store::{
@@ -22,7 +23,10 @@ use kernel::{
     device_mapper::{
         Args,
         CtrError,
+        DevNum,
+        DeviceId,
         DeviceVisitor,
+        Devices,
         IoClient,
         MapResult,
         QueueLimits,
@@ -49,7 +53,8 @@ use kernel::{
             ordering,
             Atomic, //
         },
-        Arc, //
+        Arc,
+        Mutex, //
     }, //
 };
 
@@ -101,18 +106,32 @@ pub(crate) fn is_empty_flush(bio: &TargetBio) -> bool {
 }
 
 /// One `hibsnap` target.
+#[pin_data(PinnedDrop)]
 pub(crate) struct Hibsnap {
     /// The origin, for remapping bios.
-    origin: TargetDevice,
+    origin: DeviceId,
     shared: Arc<Shared>,
-    /// The target's key in the registry.
-    id: u64,
+    /// The target's place in the registry.
+    key: Key,
+    /// Its entry, until the first resume puts it in the registry.
+    #[pin]
+    entry: Mutex<Option<RBTreeNode<Key, Arc<Shared>>>>,
     len: u64,
+}
+
+/// The origin of a target, for a callback.
+fn origin(devices: &Devices, id: DeviceId) -> Result<&TargetDevice> {
+    devices.get(id).ok_or(ENODEV)
 }
 
 impl Hibsnap {
     /// Maps a bio while a snapshot is held.
-    pub(crate) fn map_snapshot(&self, bio: &mut TargetBio, offset: u64) -> MapResult {
+    pub(crate) fn map_snapshot(
+        &self,
+        origin: &TargetDevice,
+        bio: &mut TargetBio,
+        offset: u64,
+    ) -> MapResult {
         let shared = &*self.shared;
         // One chunk per read or write: device-mapper sends the rest of a longer one in a next
         // bio. The logical block size is the chunk size, so `offset` is at a chunk's start.
@@ -127,7 +146,7 @@ impl Hibsnap {
             // The merge finished while we waited for the lock.
             (Mode::Passthrough, _) => {
                 drop(inner);
-                self.origin.remap(bio, offset);
+                origin.remap(bio, offset);
                 MapResult::Remapped
             }
             (_, Op::Read) => match inner.store.get(&chunk) {
@@ -137,7 +156,7 @@ impl Hibsnap {
                     MapResult::Completed(Ok(()))
                 }
                 None => {
-                    self.origin.remap(bio, offset);
+                    origin.remap(bio, offset);
                     MapResult::Remapped
                 }
             },
@@ -198,15 +217,36 @@ impl Hibsnap {
     }
 }
 
-impl Drop for Hibsnap {
-    fn drop(&mut self) {
-        // Waits for a merge through the registry to finish; the origin is put now, while the
-        // `dm_target` it belongs to still exists.
-        drop(self.shared.merge_origin.lock().take());
+#[pinned_drop]
+impl PinnedDrop for Hibsnap {
+    fn drop(self: Pin<&mut Self>) {
+        // Out of the registry, unless a reloaded table's target has taken the place. The origin
+        // is revoked after this, which waits for a merge in progress.
         if let Some(registry) = REGISTRY.as_ref() {
-            let removed = registry.lock().remove(&self.id);
+            let removed = {
+                let mut registry = registry.lock();
+                if registry
+                    .get(&self.key)
+                    .is_some_and(|shared| Arc::ptr_eq(shared, &self.shared))
+                {
+                    registry.remove(&self.key)
+                } else {
+                    None
+                }
+            };
             // Dropped outside the lock.
             drop(removed);
+        }
+        // A snapshot no reloaded table took over ends here: no write is lost, but the device's
+        // snapshot is over (`dmsetup remove`, or a reload onto another origin, while it is held).
+        if self.shared.mode() != Mode::Passthrough {
+            pr_warn!(
+                "{}: destroyed while a snapshot is held: merging it back\n",
+                DevNum(self.key.0)
+            );
+            if let Err(e) = self.shared.merge() {
+                pr_err!("{}: merge failed: {:?}\n", DevNum(self.key.0), e);
+            }
         }
     }
 }
@@ -214,7 +254,7 @@ impl Drop for Hibsnap {
 #[vtable]
 impl Target for Hibsnap {
     const NAME: &'static CStr = c"hibsnap";
-    const VERSION: [u32; 3] = [0, 2, 0];
+    const VERSION: [u32; 3] = [0, 3, 0];
 
     fn new(setup: &mut TargetSetup<'_>, args: Args<'_>) -> Result<Pin<KBox<Self>>, CtrError> {
         if args.is_empty() || args.len() > 2 {
@@ -244,10 +284,9 @@ impl Target for Hibsnap {
         let origin = setup
             .get_device(path)
             .map_err(|e| CtrError::new(e, c"Origin device lookup failed"))?;
-        // A second reference, for merging, which the registry may do too.
-        let merge_origin = setup
-            .get_device(path)
-            .map_err(|e| CtrError::new(e, c"Origin device lookup failed"))?;
+        // For merging, which the registry may do too.
+        let shared_origin = setup.share_device(origin)?;
+        let origin_devt = shared_origin.with(|dev| dev.device_number())?;
         let io = IoClient::new().map_err(|e| CtrError::new(e, c"Cannot create an I/O client"))?;
         setup.set_num_flush_bios(1);
         setup.set_num_discard_bios(1);
@@ -259,41 +298,73 @@ impl Target for Hibsnap {
                     store: RBTree::new(),
                     chunks: 0,
                 }),
-                merge_origin <- new_mutex!(Some(merge_origin)),
+                origin: shared_origin,
+                origin_devt,
                 io,
                 devt,
+                held: Atomic::new(false),
                 store_limit: store_mib * (1 << 20) / CHUNK_BYTES as u64,
                 counters: Counters::new(),
             }),
             GFP_KERNEL,
         )?;
-        let registry = REGISTRY
-            .as_ref()
-            .ok_or(CtrError::new(ENODEV, c"No registry"))?;
-        let id = NEXT_ID.fetch_add(1, ordering::Relaxed);
-        let node = RBTreeNode::new(id, shared.clone(), GFP_KERNEL)?;
-        registry.lock().insert(node);
-        Ok(KBox::pin(
-            Hibsnap {
+        if REGISTRY.as_ref().is_none() {
+            return Err(CtrError::new(ENODEV, c"No registry"));
+        }
+        let key = (devt, setup.begin());
+        // Allocated now: the resume that puts it in the registry cannot fail.
+        let entry = RBTreeNode::new(key, shared.clone(), GFP_KERNEL)?;
+        Ok(KBox::pin_init(
+            try_pin_init!(Hibsnap {
                 origin,
                 shared,
-                id,
+                key,
+                entry <- new_mutex!(Some(entry)),
                 len: setup.len(),
-            },
+            }? Error),
             GFP_KERNEL,
         )?)
     }
 
-    fn map(&self, bio: &mut TargetBio, offset: u64) -> MapResult {
+    fn map(&self, devices: &Devices, bio: &mut TargetBio, offset: u64) -> MapResult {
+        let origin = match origin(devices, self.origin) {
+            Ok(origin) => origin,
+            Err(e) => return MapResult::Completed(Err(e)),
+        };
         self.shared.counters.count(bio);
         if self.shared.mode() == Mode::Passthrough {
-            self.origin.remap(bio, offset);
+            origin.remap(bio, offset);
             return MapResult::Remapped;
         }
-        self.map_snapshot(bio, offset)
+        self.map_snapshot(origin, bio, offset)
     }
 
-    fn status(&self, kind: StatusType, out: &mut StatusWriter<'_>) -> fmt::Result {
+    fn resume(&self, _devices: &Devices) {
+        let Some(entry) = self.entry.lock().take() else {
+            return;
+        };
+        let Some(registry) = REGISTRY.as_ref() else {
+            return;
+        };
+        // The target this one replaces in place, if the table was reloaded: its snapshot goes on
+        // here, if it is of the same origin. Otherwise the old target merges it back when it is
+        // destroyed.
+        let replaced = registry.lock().insert(entry);
+        if let Some(replaced) = replaced {
+            let (_, old) = replaced.to_key_value();
+            if old.origin_devt == self.shared.origin_devt {
+                self.shared.adopt(&old);
+            }
+        }
+    }
+
+    fn status(
+        &self,
+        devices: &Devices,
+        kind: StatusType,
+        out: &mut StatusWriter<'_>,
+    ) -> fmt::Result {
+        let origin = origin(devices, self.origin).map_err(|_| fmt::Error)?;
         match kind {
             StatusType::Info => {
                 let shared = &*self.shared;
@@ -316,12 +387,12 @@ impl Target for Hibsnap {
             }
             StatusType::Table => out.write_fmt(fmt!(
                 "{} {}",
-                self.origin.name(),
+                origin.name(),
                 (self.shared.store_limit * CHUNK_BYTES as u64) >> 20
             )),
             StatusType::Ima => out.write_fmt(fmt!(
-                "target_name=hibsnap,target_version=0.2.0,origin={},mode={};",
-                self.origin.name(),
+                "target_name=hibsnap,target_version=0.3.0,origin={},mode={};",
+                origin.name(),
                 self.shared.mode().name()
             )),
         }
@@ -350,8 +421,11 @@ impl Target for Hibsnap {
         result
     }
 
-    fn iterate_devices(&self, visitor: &mut DeviceVisitor) -> c_int {
-        visitor.visit(&self.origin, 0, self.len)
+    fn iterate_devices(&self, devices: &Devices, visitor: &mut DeviceVisitor) -> c_int {
+        match devices.get(self.origin) {
+            Some(origin) => visitor.visit(origin, 0, self.len),
+            None => 0,
+        }
     }
 
     fn io_hints(&self, limits: &mut QueueLimits<'_>) {

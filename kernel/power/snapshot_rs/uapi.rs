@@ -9,7 +9,6 @@
 use kernel::{
     page::PAGE_SIZE,
     power::Geometry,
-    prelude::*,
     transmute::AsBytes,
     uapi, //
 };
@@ -66,7 +65,7 @@ pub(crate) struct UapiFreezeStatus(pub(crate) uapi::hibsnap_freeze_status);
 unsafe impl AsBytes for UapiFreezeStatus {}
 
 #[cfg(CONFIG_HIBSNAP_KUNIT_TEST)]
-#[kunit_tests(hibsnap_uapi)]
+#[kernel::prelude::kunit_tests(hibsnap_uapi)]
 mod tests {
     use super::*;
     use core::mem::{

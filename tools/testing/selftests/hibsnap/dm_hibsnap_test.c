@@ -24,6 +24,8 @@
 #include "hibsnap_util.h"
 
 #define ORIGIN "/dev/ram0"
+/* Another RAM disk of the same size, for a reload onto another origin. */
+#define OTHER_ORIGIN "/dev/ram3"
 #define DM_NAME "hstest"
 #define DM_DEV "/dev/mapper/" DM_NAME
 #define SECTOR 512
@@ -548,8 +550,9 @@ TEST_F(dm, messages_in_wrong_state)
 }
 
 /*
- * Removing the device while a snapshot with data is held succeeds and frees
- * the store: 8 MiB of chunks show up in Slab, and are gone after the remove.
+ * Removing the device while a snapshot with data is held succeeds, merges the
+ * store back into the origin (no write is lost) and frees it: 8 MiB of chunks
+ * show up in Slab, and are gone after the remove.
  */
 TEST_F(dm, remove_while_snapshot_held)
 {
@@ -566,6 +569,85 @@ TEST_F(dm, remove_while_snapshot_held)
 	       slab0, slab1, slab2);
 	EXPECT_GE(slab1 - slab0, 8 * 1024);
 	EXPECT_LT(slab2 - slab0, 1024);
+	EXPECT_EQ(0, has_pattern(ORIGIN, 8 << 20, 9, 0)) TH_LOG("the store was not merged");
+}
+
+#define RELOAD_AND_RESUME \
+	"dmsetup reload " DM_NAME " --table '0 %llu hibsnap %s' && dmsetup resume " DM_NAME
+
+/* Reloads DM_NAME with a hibsnap table over @origin and resumes it; 0 or -1. */
+static int reload_hibsnap(const char *origin, unsigned long long sectors)
+{
+	char out[512];
+
+	if (run(out, sizeof(out), RELOAD_AND_RESUME, sectors, origin)) {
+		fprintf(stderr, "# dmsetup: %s\n", out);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * A table reloaded in place while a snapshot is held takes the snapshot
+ * over: the writes since the snapshot stay in the store, the device reads
+ * them, the origin keeps the old data, and a merge puts them on the origin.
+ * (The old target's store used to go with its table.)
+ */
+TEST_F(dm, reload_keeps_the_snapshot)
+{
+	unsigned long long before, after;
+	char mode[32];
+	size_t i;
+
+	for (i = 0; i < ARRAY_SIZE(regions); i++)
+		ASSERT_EQ(0, put_pattern(DM_DEV, regions[i].len, 1, regions[i].off));
+	ASSERT_EQ(0, dm_message("snapshot"));
+	for (i = 0; i < ARRAY_SIZE(regions); i++)
+		ASSERT_EQ(0, put_pattern(DM_DEV, regions[i].len, 2, regions[i].off));
+	ASSERT_EQ(0, status_field("store", &before, NULL, 0));
+	EXPECT_EQ(20ULL, before);
+
+	ASSERT_EQ(0, reload_hibsnap(ORIGIN, self->sectors));
+	ASSERT_EQ(0, status_field("store", &after, mode, sizeof(mode)));
+	EXPECT_STREQ("snapshot", mode);
+	EXPECT_EQ(before, after);
+	for (i = 0; i < ARRAY_SIZE(regions); i++) {
+		EXPECT_EQ(0, has_pattern(DM_DEV, regions[i].len, 2, regions[i].off))
+			TH_LOG("device at %lld: the reload lost the store",
+			       (long long)regions[i].off);
+		EXPECT_EQ(0, has_pattern(ORIGIN, regions[i].len, 1, regions[i].off))
+			TH_LOG("origin at %lld: written during the snapshot",
+			       (long long)regions[i].off);
+	}
+	ASSERT_EQ(0, dm_message("merge"));
+	for (i = 0; i < ARRAY_SIZE(regions); i++)
+		EXPECT_EQ(0, has_pattern(ORIGIN, regions[i].len, 2, regions[i].off))
+			TH_LOG("origin at %lld: merge lost the data", (long long)regions[i].off);
+}
+
+/*
+ * A reload onto another origin while a snapshot is held cannot take it over:
+ * the old target merges its store back into its own origin when its table is
+ * destroyed, so that no write is lost, and the new table passes through.
+ */
+TEST_F(dm, reload_onto_another_origin_merges)
+{
+	char mode[32];
+	unsigned long long chunks;
+	size_t i;
+
+	ASSERT_EQ(self->sectors, dev_sectors(OTHER_ORIGIN));
+	ASSERT_EQ(0, dm_message("snapshot"));
+	for (i = 0; i < ARRAY_SIZE(regions); i++)
+		ASSERT_EQ(0, put_pattern(DM_DEV, regions[i].len, 4, regions[i].off));
+	ASSERT_EQ(0, reload_hibsnap(OTHER_ORIGIN, self->sectors));
+	ASSERT_EQ(0, status_field("store", &chunks, mode, sizeof(mode)));
+	EXPECT_STREQ("passthrough", mode);
+	EXPECT_EQ(0ULL, chunks);
+	for (i = 0; i < ARRAY_SIZE(regions); i++)
+		EXPECT_EQ(0, has_pattern(ORIGIN, regions[i].len, 4, regions[i].off))
+			TH_LOG("origin at %lld: the snapshot's writes were lost",
+			       (long long)regions[i].off);
 }
 
 /* Bad table lines are refused with a clear error and leave no device behind. */

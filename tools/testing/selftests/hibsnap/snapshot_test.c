@@ -679,6 +679,44 @@ TEST_F_TIMEOUT(slow, other_fs_frozen_until_close, 300)
 	EXPECT_EQ(0, umount(OTHER_MNT));
 }
 
+/* A linear device over /dev/ram0 with a hibsnap table loaded, not resumed. */
+#define CREATE_INACTIVE \
+	"dmsetup create --noudevsync hsinactive --table '0 8192 linear /dev/ram0 0' && " \
+	"dmsetup reload hsinactive --table '0 8192 hibsnap /dev/ram0'"
+
+/*
+ * A hibsnap table loaded but not made live (dmsetup reload, no resume) is
+ * neither suspended nor snapshotted: its target enters the registry only
+ * when its device resumes with it.
+ */
+TEST_F_TIMEOUT(slow, inactive_table_is_not_snapshotted, 120)
+{
+	char out[512];
+	int frz, fd;
+
+	run(NULL, 0, "dmsetup remove --noudevsync hsinactive");
+	ASSERT_EQ(0, run(out, sizeof(out), CREATE_INACTIVE)) TH_LOG("%s", out);
+	frz = sys_freeze_processes(0);
+	ASSERT_LE(0, frz);
+	fd = sys_snapshot_kernel(0, 0);
+	ASSERT_LE(0, fd) TH_LOG("snapshot_kernel: %s", strerror(errno));
+	ASSERT_EQ(0, run(out, sizeof(out), "dmsetup status --inactive hsinactive"));
+	EXPECT_NE(NULL, strstr(out, "hibsnap passthrough")) TH_LOG("inactive table: %s", out);
+	close(fd);
+	close(frz);
+	/* Made live, it is in the registry: the next image snapshots it. */
+	ASSERT_EQ(0, run(out, sizeof(out), "dmsetup resume hsinactive")) TH_LOG("%s", out);
+	frz = sys_freeze_processes(0);
+	ASSERT_LE(0, frz);
+	fd = sys_snapshot_kernel(0, 0);
+	ASSERT_LE(0, fd) TH_LOG("snapshot_kernel: %s", strerror(errno));
+	ASSERT_EQ(0, run(out, sizeof(out), "dmsetup status hsinactive"));
+	EXPECT_NE(NULL, strstr(out, "hibsnap snapshot")) TH_LOG("live table: %s", out);
+	close(fd);
+	close(frz);
+	EXPECT_EQ(0, run(NULL, 0, "dmsetup remove --noudevsync hsinactive"));
+}
+
 /* hibsnap leaves mainline hibernation working: /dev/snapshot makes an image. */
 TEST_F_TIMEOUT(slow, mainline_snapshot_dev_still_works, 300)
 {
@@ -710,7 +748,7 @@ static const struct step {
 	{ .own = "install" },
 };
 
-#define NR_STEPS ((int)(sizeof(steps) / sizeof(steps[0])))
+#define NR_STEPS ((int)ARRAY_SIZE(steps))
 
 /* Writes @val to the file @name in the directory @dir; 0 or -1. */
 static int write_in(const char *dir, const char *name, const char *val)
