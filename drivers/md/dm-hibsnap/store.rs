@@ -156,20 +156,32 @@ impl Shared {
     }
 
     /// Takes over the snapshot of `old`, the target this one replaces in a reloaded table: its
-    /// mode and its store, which `old` loses. Called with the device suspended, before this
-    /// target maps a bio; does nothing if this target holds a snapshot of its own.
+    /// mode and its store, which `old` loses. Called from this target's resume, when neither maps
+    /// a bio; does nothing if this target holds a snapshot of its own (then `old` merges its
+    /// store back when it is destroyed). The two locks are taken one after the other, never
+    /// nested.
     pub(crate) fn adopt(&self, old: &Shared) {
-        let mut from = old.inner.lock();
-        let mut to = self.inner.lock();
-        if self.mode() != Mode::Passthrough || to.chunks != 0 {
-            pr_warn!("reload: the new target holds a snapshot already: the old one is dropped\n");
-            return;
+        {
+            let to = self.inner.lock();
+            if self.mode() != Mode::Passthrough || to.chunks != 0 {
+                pr_warn!("reload: the new target holds a snapshot already\n");
+                return;
+            }
         }
-        core::mem::swap(&mut to.store, &mut from.store);
-        to.chunks = from.chunks;
-        from.chunks = 0;
-        let mode = old.mode();
-        old.set_mode(&mut from, Mode::Passthrough);
+        let (store, chunks, mode) = {
+            let mut from = old.inner.lock();
+            let mode = old.mode();
+            if mode == Mode::Passthrough {
+                return;
+            }
+            let store = core::mem::replace(&mut from.store, RBTree::new());
+            let chunks = core::mem::take(&mut from.chunks);
+            old.set_mode(&mut from, Mode::Passthrough);
+            (store, chunks, mode)
+        };
+        let mut to = self.inner.lock();
+        to.store = store;
+        to.chunks = chunks;
         self.set_mode(&mut to, mode);
     }
 }
