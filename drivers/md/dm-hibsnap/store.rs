@@ -174,7 +174,7 @@ impl Shared {
             if mode == Mode::Passthrough {
                 return;
             }
-            let store = core::mem::replace(&mut from.store, RBTree::new());
+            let store = core::mem::take(&mut from.store);
             let chunks = core::mem::take(&mut from.chunks);
             old.set_mode(&mut from, Mode::Passthrough);
             (store, chunks, mode)
