@@ -65,6 +65,7 @@ KINDS = {
     'style': 'style (rustfmt, checkpatch --strict, clippy)',
     'parser': 'harness self-test (this parser on doctored logs)',
     'matrix': 'build matrix',
+    'series': 'the patch series (per patch: builds in order, checkpatch, kernel-doc; UAPI header, rst, man pages)',
     'bench': 'benchmark smoke run (harness/hibsnap bench, one size, one repetition)',
     'harness': 'run integrity (boots, markers, plans, kernel log)',
 }
