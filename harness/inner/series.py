@@ -165,8 +165,12 @@ def format_series(args):
     shutil.rmtree(out, ignore_errors=True)
     os.makedirs(out)
     env = dict(os.environ, GIT_AUTHOR_DATE=DATE, GIT_COMMITTER_DATE=DATE)
-    git('format-patch', '-q', '--cover-letter', '--thread=shallow', '--base=base',
-        '--zero-commit', '-o', out, 'base..HEAD', env=env)
+    # The cover letter is the series' author's, as the patches are.
+    author = parse_patch(f"{REPO}/patches/{parse_series(f'{REPO}/patches/series')[0][0]}")[0]
+    name, _, email = author.partition(' <')
+    run(['git', '-C', SRC, '-c', f'user.name={name}', '-c', f"user.email={email.rstrip('>')}",
+         'format-patch', '-q', '--cover-letter', '--thread=shallow', '--base=base',
+         '--zero-commit', '-o', out, 'base..HEAD'], env=env)
     patches = sorted(glob.glob(f'{out}/*.patch'))
     cover = patches[0]
     subject, blurb = cover_letter(len(patches) - 1)
@@ -203,7 +207,7 @@ def kerneldoc_warnings(src_text, name, tmpdir):
         f.write(src_text)
     r = run([f'{SRC}/scripts/kernel-doc', '-none', '-Wall', path], check=False, cwd=SRC)
     # Without line numbers: a warning that only moved is not new.
-    return {re.sub(r':\d+:', ':', l).replace(path, name)
+    return {re.sub(r':\d+([: ])', r'\1', l).replace(path, name)
             for l in (r.stderr + r.stdout).splitlines() if 'warning' in l.lower()}
 
 
@@ -246,9 +250,10 @@ def check(args):
                 open(f'{stamps}/{tree}', 'w').close()
             tap.append((ok, f'{name}: builds ({" ".join(targets)})',
                         '\n'.join(warn[:20] or log.splitlines()[-20:]) if not ok else ''))
-        # checkpatch --strict.
-        r = run(['perl', 'scripts/checkpatch.pl', '--strict', '-q', '--terse', p],
-                cwd=SRC, check=False)
+        # checkpatch --strict. Its question whether MAINTAINERS needs updating for a new
+        # file is answered for the whole series below (every new file has an entry).
+        r = run(['perl', 'scripts/checkpatch.pl', '--strict', '-q', '--terse',
+                 '--ignore', 'FILE_PATH_CHANGES', p], cwd=SRC, check=False)
         bad = [l for l in r.stdout.splitlines() if re.search(r': (ERROR|WARNING|CHECK):', l)]
         tap.append((r.returncode == 0 and not bad, f'{name}: checkpatch --strict',
                     '\n'.join(bad)))
@@ -261,13 +266,36 @@ def check(args):
             before = git('show', f'{c}^:{f}') if status != 'A' else ''
             new += sorted(kerneldoc_warnings(after, f, tmp) - kerneldoc_warnings(before, f, tmp))
         tap.append((not new, f'{name}: no new kernel-doc warning', '\n'.join(new)))
-    # The UAPI header, as the kernel checks exported headers (self-contained in C and C++,
-    # headers_check.pl), at the last patch.
+    # Every new file of the series has a MAINTAINERS entry.
     git('checkout', '-q', '--detach', commits[-1], cwd=wt)
-    r = run(['make', '-C', wt, f'O={build}', 'LLVM=1', f'-j{args.jobs}', 'headers',
-             'usr/include/linux/hibsnap.hdrtest'], check=False)
-    tap.append((r.returncode == 0, 'include/uapi/linux/hibsnap.h: UAPI header test (hdrtest)',
-                (r.stdout + r.stderr)[-2000:] if r.returncode else ''))
+    added = git('diff', '--name-only', '--diff-filter=A', 'base', commits[-1]).splitlines()
+    orphans = []
+    for f in added:
+        r = run(['perl', 'scripts/get_maintainer.pl', '--nogit', '--nogit-fallback',
+                 '--no-roles', '--no-rolestats', '-f', f], cwd=wt, check=False)
+        if not r.stdout.strip():
+            orphans.append(f)
+    tap.append((not orphans, f'MAINTAINERS: an entry for each of the {len(added)} new files',
+                '\n'.join(orphans)))
+    # The UAPI header, as the kernel checks exported headers (usr/include/Makefile's
+    # hdrtest: self-contained in C90 and C++98, included twice, headers_check.pl).
+    r = run(['make', '-C', wt, f'O={build}', 'LLVM=1', f'-j{args.jobs}', 'headers'], check=False)
+    out = r.stdout + r.stderr
+    if r.returncode == 0:
+        inc = f'{build}/usr/include'
+        hdr = f'{inc}/linux/hibsnap.h'
+        flags = ['-fsyntax-only', '-Werror', '-Wall', '-nostdinc', '-I', inc]
+        for cmd in (['clang', '-std=c90', '-Wmissing-prototypes', '-Wstrict-prototypes', *flags,
+                     '-x', 'c', '/dev/null', '-include', hdr, '-include', hdr],
+                    ['clang', '-std=c++98', *flags, '-x', 'c++', '/dev/null', '-include', hdr],
+                    ['perl', f'{wt}/usr/include/headers_check.pl', inc, hdr]):
+            r = run(cmd, check=False)
+            out += r.stdout + r.stderr
+            if r.returncode:
+                break
+    tap.append((r.returncode == 0,
+                'include/uapi/linux/hibsnap.h: UAPI header test (C90, C++98, headers_check.pl)',
+                out[-2000:] if r.returncode else ''))
     # The documentation builds without a warning (docutils).
     r = run(['rst2html', '--halt=warning', '--report=warning',
              f'{wt}/Documentation/power/hibsnap.rst', '/dev/null'], check=False)

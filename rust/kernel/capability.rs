@@ -29,6 +29,8 @@ pub enum Capability {
 /// ```
 #[inline]
 pub fn capable(cap: Capability) -> bool {
-    // SAFETY: `capable` has no preconditions; it checks the current task's credentials.
+    // SAFETY: `capable()` takes a capability number, which `cap as i32` is (the enum's values are
+    // the `CAP_*` constants), and reads only the current task's credentials, which are valid
+    // in any task context.
     unsafe { bindings::capable(cap as i32) }
 }

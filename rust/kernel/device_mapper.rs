@@ -122,6 +122,18 @@ impl TargetBio {
         unsafe { bindings::dm_accept_partial_bio(raw, sectors) };
         Ok(())
     }
+
+    /// Completes the bio with `result` (`bio_endio()`), for a target that handled it itself.
+    fn end(&mut self, result: Result) {
+        let raw = self.0.as_raw();
+        if let Err(e) = result {
+            // SAFETY: The bio is valid and the target's while it is lent to the map function.
+            unsafe { (*raw).bi_status = bindings::errno_to_blk_status(e.to_errno()) };
+        }
+        // SAFETY: The map function completes the bio it was lent, once (the callback returns
+        // `DM_MAPIO_SUBMITTED` after this), and does not touch it afterwards.
+        unsafe { bindings::bio_endio(raw) }
+    }
 }
 
 impl core::ops::Deref for TargetBio {
@@ -582,7 +594,8 @@ unsafe impl Sync for IoClient {}
 impl IoClient {
     /// Creates a client.
     pub fn new() -> Result<Self> {
-        // SAFETY: No preconditions; returns a client or an error pointer.
+        // SAFETY: `dm_io_client_create()` takes no argument and only allocates (in process
+        // context, as `new` is called); it returns a client or an error pointer, both handled.
         let client = crate::error::from_err_ptr(unsafe { bindings::dm_io_client_create() })?;
         Ok(IoClient(NonNull::new(client).ok_or(ENOMEM)?))
     }

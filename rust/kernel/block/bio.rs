@@ -49,41 +49,35 @@ impl Bio {
         unsafe { &mut *ptr.cast::<Self>() }
     }
 
-    fn raw(&self) -> *mut bindings::bio {
+    /// Returns the raw pointer to the `struct bio`.
+    pub fn as_raw(&self) -> *mut bindings::bio {
         self.0.get()
-    }
-
-    /// Returns the raw pointer, for the abstractions of the layers that lend bios.
-    // Only device-mapper's abstraction lends bios so far, and only when it is built in.
-    #[cfg(CONFIG_BLK_DEV_DM = "y")]
-    pub(crate) fn as_raw(&self) -> *mut bindings::bio {
-        self.raw()
     }
 
     /// Returns the first sector the request covers.
     #[inline]
     pub fn sector(&self) -> u64 {
         // SAFETY: The bio is valid by the type invariants.
-        unsafe { (*self.raw()).bi_iter.bi_sector }
+        unsafe { (*self.as_raw()).bi_iter.bi_sector }
     }
 
     /// Sets the first sector the request covers, when remapping it.
     #[inline]
     pub fn set_sector(&mut self, sector: u64) {
         // SAFETY: The bio is valid and ours to change by the type invariants.
-        unsafe { (*self.raw()).bi_iter.bi_sector = sector }
+        unsafe { (*self.as_raw()).bi_iter.bi_sector = sector }
     }
 
     /// Returns the number of bytes the request still covers.
     #[inline]
     pub fn size(&self) -> u32 {
         // SAFETY: The bio is valid by the type invariants.
-        unsafe { (*self.raw()).bi_iter.bi_size }
+        unsafe { (*self.as_raw()).bi_iter.bi_size }
     }
 
     fn opf(&self) -> u32 {
         // SAFETY: The bio is valid by the type invariants.
-        unsafe { (*self.raw()).bi_opf }
+        unsafe { (*self.as_raw()).bi_opf }
     }
 
     /// Returns the operation.
@@ -117,28 +111,14 @@ impl Bio {
     /// `bdev` must be a valid block device that stays open until the request completes.
     pub unsafe fn set_dev(&mut self, bdev: *mut bindings::block_device) {
         // SAFETY: The bio is valid and ours by the type invariants; the caller guarantees `bdev`.
-        unsafe { bindings::bio_set_dev(self.raw(), bdev) }
-    }
-
-    /// Completes the request with `result` (`bio_endio()`).
-    ///
-    /// Only for a target that handled the request itself, from its map function; the request is
-    /// not to be touched afterwards.
-    #[cfg(CONFIG_BLK_DEV_DM = "y")]
-    pub(crate) fn end(&mut self, result: crate::error::Result) {
-        if let Err(e) = result {
-            // SAFETY: The bio is valid and ours by the type invariants.
-            unsafe { (*self.raw()).bi_status = bindings::errno_to_blk_status(e.to_errno()) };
-        }
-        // SAFETY: The bio is ours to complete; the caller does not use it afterwards.
-        unsafe { bindings::bio_endio(self.raw()) }
+        unsafe { bindings::bio_set_dev(self.as_raw(), bdev) }
     }
 
     /// Calls `f(addr, len, pos)` for each piece of the request's data, from its current position,
     /// up to `limit` bytes: `addr` is the piece mapped into kernel memory, `len` its length and
     /// `pos` its offset in the request. A piece never crosses a page.
     fn for_each_mapped(&self, limit: usize, mut f: impl FnMut(*mut u8, usize, usize)) {
-        let bio = self.raw();
+        let bio = self.as_raw();
         // SAFETY: The bio is valid by the type invariants; its iterator and vector describe its
         // data, which nobody else changes while we hold the bio.
         let (vecs, mut idx, mut done, size) = unsafe {

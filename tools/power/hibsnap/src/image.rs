@@ -114,7 +114,8 @@ impl Progress {
                 let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
                 bar.set_style(
                     ProgressStyle::with_template(
-                        "{msg} [{bar:30}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec}, {eta} left",
+                        "{msg} [{bar:30}] {binary_bytes}/{binary_total_bytes} \
+                            {binary_bytes_per_sec}, {eta} left",
                     )
                     .expect("a valid template")
                     .progress_chars("=> "),
@@ -191,7 +192,8 @@ pub fn hibernate(o: &Hibernate<'_>) -> Result<()> {
     let room = sink.room(&target);
     ensure!(
         room >= worst,
-        "image target {target} is too small: room for {room} bytes, an image of {} bytes needs up to {worst}; the freeze is released",
+        "image target {target} is too small: room for {room} bytes, an image of {} bytes \
+            needs up to {worst}; the freeze is released",
         g.image_bytes,
     );
     let header = Header {
@@ -225,7 +227,8 @@ pub fn hibernate(o: &Hibernate<'_>) -> Result<()> {
         }
     };
     println!(
-        "image: {} MiB of stream in {} MiB on {target} ({:.2}x, {} zero pages not stored), snapshot {:.2} s, written in {:.2} s",
+        "image: {} MiB of stream in {} MiB on {target} ({:.2}x, {} zero pages not \
+            stored), snapshot {:.2} s, written in {:.2} s",
         g.image_bytes >> 20,
         totals.stored_bytes >> 20,
         g.image_bytes as f64 / (totals.stored_bytes + HEADER_LEN as u64) as f64,
@@ -256,14 +259,18 @@ fn end(o: &Hibernate<'_>, target: &Target, key: Key, cancel: &AtomicBool) -> Res
         let r = Reader::new(target.reader()?, key)?;
         read_container(r, o.threads, |_| Ok(()))?;
         println!(
-            "dry run: the image on {target} verified, then invalidated; freeze released, no power off"
+            "dry run: the image on {target} verified, then invalidated; freeze released, \
+                no power off"
         );
         return Ok(());
     }
     let cancelled = || {
-        cancel
-            .load(Ordering::Relaxed)
-            .then(|| anyhow!("cancelled by a signal: the image on {target} is invalidated, every process runs on"))
+        cancel.load(Ordering::Relaxed).then(|| {
+            anyhow!(
+                "cancelled by a signal: the image on {target} is \
+                invalidated, every process runs on"
+            )
+        })
     };
     if let Some(e) = cancelled() {
         return Err(e);
@@ -325,7 +332,8 @@ pub fn resume(image: &str, key: &KeySource<'_>) -> Result<()> {
         return Err(e.context(format!("image {target}: not restored")));
     }
     println!(
-        "hibsnap: {} MiB verified and loaded in {:.2} s ({:.2} s of it in the kernel's loader), restoring",
+        "hibsnap: {} MiB verified and loaded in {:.2} s ({:.2} s of it in the kernel's \
+            loader), restoring",
         h.stream_bytes >> 20,
         t0.elapsed().as_secs_f64(),
         feeding.as_secs_f64()
@@ -366,7 +374,8 @@ pub fn inspect(image: &str, key: &KeySource<'_>) -> Result<()> {
         g.copied_pages, g.streamed_pages, g.zero_pages, g.meta_pages
     );
     println!(
-        "  user pages    cow {}, denied {}, shared {}; copied: pinned {}, swapcache {}, exclusive {}, shared written {}",
+        "  user pages    cow {}, denied {}, shared {}; copied: pinned {}, swapcache {}, \
+            exclusive {}, shared written {}",
         g.cow_pages,
         g.denied_pages,
         g.shared_pages,

@@ -64,9 +64,16 @@ impl Remote {
         let rest = target.strip_prefix("tcp://")?;
         Some((|| {
             let (addr, name) = rest.split_once('/').unwrap_or((rest, DEFAULT_NAME));
-            let addr: SocketAddr = addr.parse().ok().filter(|a: &SocketAddr| a.port() != 0).with_context(|| {
-                format!("{target}: want tcp://IP:PORT[/NAME], an IP address (a static binary has no resolver for names)")
-            })?;
+            let addr: SocketAddr = addr
+                .parse()
+                .ok()
+                .filter(|a: &SocketAddr| a.port() != 0)
+                .with_context(|| {
+                    format!(
+                        "{target}: want tcp://IP:PORT[/NAME], an IP address (a static \
+                    binary has no resolver for names)"
+                    )
+                })?;
             ensure!(
                 valid_name(name),
                 "{target}: the name {name:?} is not 1 to 64 of A-Z a-z 0-9 . _ - (no leading dot)"

@@ -60,7 +60,8 @@ fn check_disk(path: &str) -> Result<()> {
             .unwrap_or_default();
         ensure!(
             !table.split_whitespace().any(|w| w == "hibsnap"),
-            "image target {path} is a dm-hibsnap device: its writes stay in RAM during a snapshot; use the device under it, or another"
+            "image target {path} is a dm-hibsnap device: its writes stay in RAM during a \
+                snapshot; use the device under it, or another"
         );
     }
     Ok(())
