@@ -550,7 +550,8 @@ pub(crate) fn freeze_processes(flags: u32, timeout_ms: u32, stubborn: u32) -> Re
     let stop_set = stop_all(&Exempt::of_current(), timeout_ms, stubborn)?;
     let status = stop_set.status();
     pr_debug!(
-        "freeze: {} thread groups held ({} already stopped), {} threads stopped, {} asleep, in {} us\n",
+        "freeze: {} thread groups held ({} already stopped), {} threads stopped, {} asleep, \
+         in {} us\n",
         status.groups,
         stop_set.prestopped.values().count(),
         status.stopped,
