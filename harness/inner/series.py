@@ -191,13 +191,16 @@ def build_targets(files, build):
     hibsnap's directories when touched."""
     targets = ['rust/']
     for f in files:
-        if f.endswith('.c') and os.path.exists(f'{build}/{f[:-2]}.o'):
-            targets.append(f[:-2] + '.o')
         for d in ('kernel/power/', 'drivers/md/'):
             if f.startswith(d) and d not in targets:
                 targets.append(d)
         if f.startswith('arch/x86/entry/syscalls/') and 'arch/x86/entry/' not in targets:
             targets.append('arch/x86/entry/')
+    # Single objects, but none in a directory built whole: two makes in one directory race.
+    for f in files:
+        if f.endswith('.c') and os.path.exists(f'{build}/{f[:-2]}.o') \
+                and not any(f.startswith(t) for t in targets):
+            targets.append(f[:-2] + '.o')
     return targets
 
 
