@@ -679,6 +679,27 @@ TEST_F_TIMEOUT(slow, other_fs_frozen_until_close, 300)
 	EXPECT_EQ(0, umount(OTHER_MNT));
 }
 
+/*
+ * Runs @cmd with an image open (the freeze held, snapshot_kernel() done), its
+ * output in @out; 0, or -1 if the image could not be taken or @cmd failed.
+ */
+static int run_during_image(char *out, size_t len, const char *cmd)
+{
+	int frz = sys_freeze_processes(0), fd = -1, ret = -1;
+
+	if (frz >= 0)
+		fd = sys_snapshot_kernel(0, 0);
+	if (fd >= 0)
+		ret = run(out, len, "%s", cmd);
+	else
+		snprintf(out, len, "no image: %s", strerror(errno));
+	if (fd >= 0)
+		close(fd);
+	if (frz >= 0)
+		close(frz);
+	return ret;
+}
+
 /* A linear device over /dev/ram0 with a hibsnap table loaded, not resumed. */
 #define CREATE_INACTIVE \
 	"dmsetup create --noudevsync hsinactive --table '0 8192 linear /dev/ram0 0' && " \
@@ -692,28 +713,17 @@ TEST_F_TIMEOUT(slow, other_fs_frozen_until_close, 300)
 TEST_F_TIMEOUT(slow, inactive_table_is_not_snapshotted, 120)
 {
 	char out[512];
-	int frz, fd;
 
 	run(NULL, 0, "dmsetup remove --noudevsync hsinactive");
 	ASSERT_EQ(0, run(out, sizeof(out), CREATE_INACTIVE)) TH_LOG("%s", out);
-	frz = sys_freeze_processes(0);
-	ASSERT_LE(0, frz);
-	fd = sys_snapshot_kernel(0, 0);
-	ASSERT_LE(0, fd) TH_LOG("snapshot_kernel: %s", strerror(errno));
-	ASSERT_EQ(0, run(out, sizeof(out), "dmsetup status --inactive hsinactive"));
+	ASSERT_EQ(0, run_during_image(out, sizeof(out), "dmsetup status --inactive hsinactive"))
+		TH_LOG("%s", out);
 	EXPECT_NE(NULL, strstr(out, "hibsnap passthrough")) TH_LOG("inactive table: %s", out);
-	close(fd);
-	close(frz);
 	/* Made live, it is in the registry: the next image snapshots it. */
 	ASSERT_EQ(0, run(out, sizeof(out), "dmsetup resume hsinactive")) TH_LOG("%s", out);
-	frz = sys_freeze_processes(0);
-	ASSERT_LE(0, frz);
-	fd = sys_snapshot_kernel(0, 0);
-	ASSERT_LE(0, fd) TH_LOG("snapshot_kernel: %s", strerror(errno));
-	ASSERT_EQ(0, run(out, sizeof(out), "dmsetup status hsinactive"));
+	ASSERT_EQ(0, run_during_image(out, sizeof(out), "dmsetup status hsinactive"))
+		TH_LOG("%s", out);
 	EXPECT_NE(NULL, strstr(out, "hibsnap snapshot")) TH_LOG("live table: %s", out);
-	close(fd);
-	close(frz);
 	EXPECT_EQ(0, run(NULL, 0, "dmsetup remove --noudevsync hsinactive"));
 }
 
