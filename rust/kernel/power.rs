@@ -18,8 +18,7 @@
 //! rst.
 //!
 //! C headers: [`include/linux/suspend.h`](srctree/include/linux/suspend.h),
-//! [`include/linux/swap.h`](srctree/include/linux/swap.h),
-//! [`include/linux/hibsnap.h`](srctree/include/linux/hibsnap.h)
+//! [`include/linux/swap.h`](srctree/include/linux/swap.h)
 
 use crate::{
     bindings,
@@ -40,10 +39,7 @@ use crate::{
     task::Task,
     types::NotThreadSafe, //
 };
-use core::{
-    mem::ManuallyDrop,
-    ptr::NonNull, //
-};
+use core::ptr::NonNull;
 
 /// Whether hibernation may be used at all: not disabled on the command line (`nohibernate`),
 /// not forbidden by kernel lockdown, and no secret memory in use.
@@ -508,58 +504,6 @@ impl Drop for SwapWritesStopped {
     }
 }
 
-/// Every device-mapper device with a `hibsnap` target suspended, its filesystem frozen
-/// (`dmsetup suspend`), until dropped: no filesystem on them has unwritten data or takes a new
-/// write, and no bio to them is in flight, so that the [`BlockSnapshot`] started at the atomic
-/// point holds exactly what the image's page cache and journal describe.
-pub struct BlockDevicesSuspended {
-    devices: usize,
-}
-
-impl BlockDevicesSuspended {
-    /// Suspends them all, or none: a device suspended already fails it with `EBUSY`, a signal
-    /// with `EINTR`, a filesystem that cannot freeze with its error. Sleeps.
-    pub fn new(_sleep: &SystemSleepLock) -> Result<Self> {
-        #[cfg(CONFIG_DM_HIBSNAP)]
-        // SAFETY: In process context, as the function requires.
-        let ret = unsafe { bindings::dm_hibsnap_suspend_all() };
-        // Without dm-hibsnap there is no device to suspend (the C header's stub says so too).
-        #[cfg(not(CONFIG_DM_HIBSNAP))]
-        let ret = 0;
-        to_result(ret)?;
-        Ok(BlockDevicesSuspended {
-            devices: ret as usize,
-        })
-    }
-
-    /// The number of devices suspended.
-    pub fn devices(&self) -> usize {
-        self.devices
-    }
-}
-
-impl Drop for BlockDevicesSuspended {
-    fn drop(&mut self) {
-        #[cfg(CONFIG_DM_HIBSNAP)]
-        // SAFETY: In process context; resumes what `new` suspended.
-        let _ = unsafe { bindings::dm_hibsnap_resume_all() };
-    }
-}
-
-/// Whether `devt` is a device-mapper device with a `hibsnap` target, whose writes the
-/// [`BlockSnapshot`] keeps apart.
-pub fn is_dm_hibsnap_device(devt: u32) -> bool {
-    #[cfg(CONFIG_DM_HIBSNAP)]
-    // SAFETY: In process context, as the function requires.
-    let has = unsafe { bindings::dm_hibsnap_has_device(devt) };
-    #[cfg(not(CONFIG_DM_HIBSNAP))]
-    let has = {
-        let _ = devt;
-        false
-    };
-    has
-}
-
 /// A filesystem mounted writable on a block device, held active (`s_active`).
 ///
 /// # Invariants
@@ -713,64 +657,6 @@ impl Drop for FrozenFilesystem {
             pr_err!(
                 "hibsnap: cannot thaw {}: {:?}\n",
                 self.fs.device_name().to_str().unwrap_or("?"),
-                e
-            );
-        }
-    }
-}
-
-/// The block-device snapshot of hibsnap's device-mapper target: from the atomic point on,
-/// writes to every `hibsnap` device are kept apart, so that the devices keep the contents they
-/// had at it. Dropping it merges the kept writes back into the devices.
-pub struct BlockSnapshot {
-    devices: usize,
-}
-
-impl BlockSnapshot {
-    /// Starts the snapshot on every `hibsnap` device. Returns the snapshot, however many devices
-    /// there are (maybe none).
-    pub fn start(_atomic: &AtomicPoint) -> Result<Self> {
-        #[cfg(CONFIG_DM_HIBSNAP)]
-        // SAFETY: At the atomic point, with the devices quiesced, as the function requires.
-        let ret = unsafe { bindings::dm_hibsnap_snapshot_all() };
-        // Without dm-hibsnap there is no device to snapshot (the C header's stub says so too).
-        #[cfg(not(CONFIG_DM_HIBSNAP))]
-        let ret = 0;
-        to_result(ret)?;
-        Ok(BlockSnapshot {
-            devices: ret as usize,
-        })
-    }
-
-    /// The number of devices in the snapshot.
-    pub fn devices(&self) -> usize {
-        self.devices
-    }
-
-    /// Ends the snapshot: merges the kept writes back if `merge`, else drops them.
-    pub fn end(self, merge: bool) -> Result {
-        let this = ManuallyDrop::new(self);
-        this.finish(merge)
-    }
-
-    fn finish(&self, merge: bool) -> Result {
-        #[cfg(CONFIG_DM_HIBSNAP)]
-        // SAFETY: Started in `start`; this ends it once (`end` or `drop`), in process context.
-        let ret = unsafe { bindings::dm_hibsnap_end_all(merge) };
-        #[cfg(not(CONFIG_DM_HIBSNAP))]
-        let ret = {
-            let _ = merge;
-            0
-        };
-        to_result(ret)
-    }
-}
-
-impl Drop for BlockSnapshot {
-    fn drop(&mut self) {
-        if let Err(e) = self.finish(true) {
-            pr_err!(
-                "hibsnap: merging the block-device snapshot failed: {:?}\n",
                 e
             );
         }

@@ -8,7 +8,9 @@
 //! userspace afterwards from a file descriptor. See `Documentation/power/hibsnap.rst`.
 //!
 //! The system calls enter through the C shims in `syscalls.c`, which call the `#[export]`ed
-//! functions below; everything else is safe Rust over the abstractions in `rust/kernel/`.
+//! functions below; `block.rs` calls dm-hibsnap's C entry points, and `uapi.rs` declares the
+//! ioctl structs plain bytes; everything else is safe Rust over the abstractions in
+//! `rust/kernel/`.
 
 use core::fmt;
 use kernel::{
@@ -32,6 +34,7 @@ use kernel::{
     uaccess::UserSliceReader, //
 };
 
+mod block;
 mod freeze;
 mod image;
 mod snapshot;

@@ -32,6 +32,11 @@
 //! `swsusp_save()`) let a test fail each step in turn.
 
 use crate::{
+    block::{
+        self,
+        BlockDevicesSuspended,
+        BlockSnapshot, //
+    },
     freeze,
     image::{
         Image,
@@ -48,9 +53,7 @@ use kernel::{
     power::{
         self,
         AtomicPoint,
-        BlockDevicesSuspended,
         BlockFilesystem,
-        BlockSnapshot,
         DeviceHotplugLock,
         FrozenFilesystem,
         Geometry,
@@ -82,7 +85,7 @@ fn check_flags(flags: u32) -> Result {
 /// cache and journal in the image. Each is named in the kernel log and the call fails with
 /// `EBUSY`; with `freeze`, they are frozen instead, until the image is closed.
 fn other_filesystems(freeze: bool) -> Result<KVec<FrozenFilesystem>> {
-    let found = BlockFilesystem::writable_except(power::is_dm_hibsnap_device)?;
+    let found = BlockFilesystem::writable_except(block::is_dm_hibsnap_device)?;
     if !freeze {
         for fs in &found {
             let mut buf = [0u8; 256];
