@@ -7,7 +7,6 @@
 //! `drivers/md/dm-hibsnap/exports.rs`): two Rust modules cannot call each other directly. Without
 //! `CONFIG_DM_HIBSNAP` there is no such device, and nothing to call.
 
-use core::mem::ManuallyDrop;
 use kernel::{
     error::to_result,
     power::{
@@ -101,31 +100,20 @@ impl BlockSnapshot {
     pub(crate) fn devices(&self) -> usize {
         self.devices
     }
-
-    /// Ends the snapshot: merges the kept writes back if `merge`, else drops them.
-    pub(crate) fn end(self, merge: bool) -> Result {
-        let this = ManuallyDrop::new(self);
-        this.finish(merge)
-    }
-
-    fn finish(&self, merge: bool) -> Result {
-        #[cfg(CONFIG_DM_HIBSNAP)]
-        // SAFETY: `dm_hibsnap_end_all()` takes a bool and sleeps: it is called in process
-        // context, once per snapshot started in `start` (`end` consumes `self`, `drop` runs only
-        // without it).
-        let ret = unsafe { kernel::bindings::dm_hibsnap_end_all(merge) };
-        #[cfg(not(CONFIG_DM_HIBSNAP))]
-        let ret = {
-            let _ = merge;
-            0
-        };
-        to_result(ret)
-    }
 }
 
 impl Drop for BlockSnapshot {
     fn drop(&mut self) {
-        if let Err(e) = self.finish(true) {
+        // Merged back, never dropped: the image was copied before the snapshot started, so a
+        // kernel restored from it never holds one, and in this one every write since the
+        // atomic point must reach the disks.
+        #[cfg(CONFIG_DM_HIBSNAP)]
+        // SAFETY: `dm_hibsnap_end_all()` takes a bool and sleeps: it is called in process
+        // context (the image is closed in a task), once for the snapshot `start` began.
+        let ret = unsafe { kernel::bindings::dm_hibsnap_end_all(true) };
+        #[cfg(not(CONFIG_DM_HIBSNAP))]
+        let ret = 0;
+        if let Err(e) = to_result(ret) {
             pr_err!(
                 "hibsnap: merging the block-device snapshot failed: {:?}\n",
                 e
