@@ -238,6 +238,11 @@ impl fmt::Write for StatusWriter<'_> {
 }
 
 /// The target being constructed: lets the constructor open devices and set limits.
+///
+/// # Invariants
+///
+/// `ti` is the target being constructed, valid and the constructor's to set up while this object
+/// lives (it only lives during the constructor); `devices` are that target's devices.
 pub struct TargetSetup<'a> {
     ti: NonNull<bindings::dm_target>,
     /// The devices opened so far: the target's if the constructor succeeds, put if it fails.
@@ -673,6 +678,11 @@ impl Drop for Devices {
 
 /// A target's device shared with code outside the target's callbacks (see
 /// [`TargetSetup::share_device`]): usable until the target is destroyed, which revokes it.
+///
+/// # Invariants
+///
+/// While `dev` is `Some`, it is a device its target opened and has not put: the target's
+/// [`Devices`] set it to `None`, under the lock, before they put it.
 #[pin_data]
 pub struct SharedDevice {
     /// The device; `None` once revoked.
