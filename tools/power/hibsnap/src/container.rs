@@ -37,6 +37,9 @@ pub const DEFAULT_CHUNK: u32 = 1 << 20;
 /// The largest chunk size a reader accepts.
 pub const MAX_CHUNK: u32 = 64 << 20;
 const MAC_LEN: usize = 32;
+/// The contexts the MAC keys are derived with (BLAKE3's `derive_key`).
+const MAC_HEADER: &str = "hibsnap 2026 container header";
+const MAC_CHUNK: &str = "hibsnap 2026 container chunk";
 const TRAILER_INDEX: u64 = u64::MAX;
 /// Header offsets.
 const OFF_MAC: usize = HEADER_LEN - MAC_LEN;
@@ -113,9 +116,10 @@ impl Key {
         hash[..16].try_into().unwrap()
     }
 
-    /// The MAC key for `purpose`, derived from the key: one key never serves two purposes.
-    fn mac_key(&self, purpose: &str) -> [u8; 32] {
-        blake3::derive_key(&format!("hibsnap 2026 container {purpose}"), &self.0)
+    /// The MAC key for `purpose` (a `MAC_*` context), derived from the key: one key never
+    /// serves two purposes.
+    fn mac_key(&self, purpose: &'static str) -> [u8; 32] {
+        blake3::derive_key(purpose, &self.0)
     }
 }
 
@@ -153,7 +157,7 @@ impl Header {
         h[136] = n as u8;
         h[144..144 + n].copy_from_slice(&self.build_id[..n]);
         h[208..208 + GEOMETRY_LEN].copy_from_slice(&self.geometry.to_bytes());
-        let mac = blake3::keyed_hash(&key.mac_key("header"), &h[..OFF_MAC]);
+        let mac = blake3::keyed_hash(&key.mac_key(MAC_HEADER), &h[..OFF_MAC]);
         h[OFF_MAC..].copy_from_slice(mac.as_bytes());
         h
     }
@@ -175,7 +179,7 @@ impl Header {
             hex(&key_id),
             hex(&key.id())
         );
-        let mac = blake3::keyed_hash(&key.mac_key("header"), &h[..OFF_MAC]);
+        let mac = blake3::keyed_hash(&key.mac_key(MAC_HEADER), &h[..OFF_MAC]);
         ensure!(
             constant_time_eq(mac.as_bytes(), &h[OFF_MAC..]),
             "the header's MAC does not match: the image was altered"
@@ -266,7 +270,7 @@ pub fn seal_chunk(header: &Header, key: &Key, index: u64, raw: &[u8]) -> Result<
 }
 
 fn chunk_mac(header: &Header, key: &Key, record: &[u8]) -> [u8; MAC_LEN] {
-    let mut h = blake3::Hasher::new_keyed(&key.mac_key("chunk"));
+    let mut h = blake3::Hasher::new_keyed(&key.mac_key(MAC_CHUNK));
     h.update(&header.image_id);
     h.update(record);
     *h.finalize().as_bytes()
@@ -416,16 +420,17 @@ impl<R: Read> Reader<R> {
 
     /// The next chunk of the stream, checked; `None` after the trailer, once it checked too.
     pub fn next_chunk(&mut self) -> Result<Option<Vec<u8>>> {
-        match self.next_record()? {
+        match self.next_record(Vec::new())? {
             Some(record) => record.open(&self.header, &self.key).map(Some),
             None => Ok(None),
         }
     }
 
-    /// The next chunk's record as read, its place and lengths checked but not yet its MAC
-    /// ([`Record::open`] checks that, on any thread); `None` after the trailer, once it
-    /// checked too, against the records read before it.
-    pub fn next_record(&mut self) -> Result<Option<Record>> {
+    /// The next chunk's record as read into `buf` (its allocation reused when it is large
+    /// enough), its place and lengths checked but not yet its MAC ([`Record::open`] checks
+    /// that, on any thread); `None` after the trailer, once it checked too, against the
+    /// records read before it.
+    pub fn next_record(&mut self, buf: Vec<u8>) -> Result<Option<Record>> {
         if self.done {
             return Ok(None);
         }
@@ -453,13 +458,13 @@ impl<R: Read> Reader<R> {
             raw_len != 0 && raw_len <= chunk && raw_len % PAGE == 0,
             "chunk {index}: bad length {raw_len}"
         );
-        // Compressed data can be a little larger than the data; more is damage.
         ensure!(
-            stored_len <= chunk + chunk / 64 + 4096,
+            stored_len <= max_stored_len(chunk),
             "chunk {index}: bad stored length {stored_len}"
         );
         let zmap_len = self.header.zero_map_len();
-        let mut rec = Vec::with_capacity(RECORD_FIXED + zmap_len + stored_len + MAC_LEN);
+        let mut rec = buf;
+        rec.clear();
         rec.extend_from_slice(&fixed);
         rec.resize(RECORD_FIXED + zmap_len + stored_len + MAC_LEN, 0);
         read_exact_or(&mut self.input, &mut rec[RECORD_FIXED..], &|| {
@@ -545,9 +550,29 @@ impl Record {
             .count()
     }
 
+    /// The record's buffer, for the next [`Reader::next_record`].
+    pub fn into_buffer(self) -> Vec<u8> {
+        self.rec
+    }
+
     /// Checks the record's MAC and returns its chunk of the stream: its pages decompressed,
     /// its zero pages filled in.
     pub fn open(&self, header: &Header, key: &Key) -> Result<Vec<u8>> {
+        let mut raw = Vec::new();
+        self.open_into(header, key, &mut Opener::new()?, &mut raw)?;
+        Ok(raw)
+    }
+
+    /// What [`Record::open`] does, into `raw`, with `opener`'s memory: no allocation when
+    /// `raw` and the opener's buffer are as large as a chunk (at most a record's
+    /// stored length is reserved in the opener, and `raw`'s length is set to the chunk's).
+    pub fn open_into(
+        &self,
+        header: &Header,
+        key: &Key,
+        opener: &mut Opener,
+        raw: &mut Vec<u8>,
+    ) -> Result<()> {
         let index = self.index;
         let body = self.rec.len() - MAC_LEN;
         let mac = chunk_mac(header, key, &self.rec[..body]);
@@ -559,26 +584,79 @@ impl Record {
         let pages = self.raw_len / PAGE;
         let zeros = self.zero_pages(header);
         let stored = &self.rec[RECORD_FIXED + zero_map.len()..body];
+        let want = (pages - zeros) * PAGE;
         let data = match header.codec {
-            Codec::None => stored.to_vec(),
-            Codec::Zstd(_) => zstd::bulk::decompress(stored, (pages - zeros) * PAGE)
-                .with_context(|| format!("chunk {index}: zstd"))?,
+            Codec::None => stored,
+            Codec::Zstd(_) => {
+                let out = &mut opener.pages;
+                out.clear();
+                out.reserve(want);
+                // Decompresses into `out`'s capacity, never more: a longer chunk is an error.
+                opener
+                    .zstd
+                    .decompress_to_buffer(stored, out)
+                    .with_context(|| format!("chunk {index}: zstd"))?;
+                &out[..]
+            }
         };
         ensure!(
-            data.len() == (pages - zeros) * PAGE,
-            "chunk {index}: {} bytes of pages stored, {} expected",
-            data.len(),
-            (pages - zeros) * PAGE
+            data.len() == want,
+            "chunk {index}: {} bytes of pages stored, {want} expected",
+            data.len()
         );
-        let mut raw = vec![0u8; self.raw_len];
+        raw.clear();
+        raw.resize(self.raw_len, 0);
         let mut from = data.chunks(PAGE);
         for (i, page) in raw.chunks_mut(PAGE).enumerate() {
             if zero_map[i / 8] & (1 << (i % 8)) == 0 {
                 page.copy_from_slice(from.next().unwrap());
             }
         }
-        Ok(raw)
+        Ok(())
     }
+}
+
+/// What a thread opening records keeps from one to the next: a zstd context and the
+/// buffer its chunks' pages are decompressed into.
+pub struct Opener {
+    zstd: zstd::bulk::Decompressor<'static>,
+    pages: Vec<u8>,
+}
+
+impl Opener {
+    /// An opener with no buffer yet.
+    pub fn new() -> Result<Opener> {
+        Self::with_capacity(0)
+    }
+
+    /// An opener whose buffer takes chunks of up to `chunk` bytes, allocated and written now.
+    pub fn with_capacity(chunk: usize) -> Result<Opener> {
+        Ok(Opener {
+            zstd: zstd::bulk::Decompressor::new().context("zstd")?,
+            pages: filled(chunk),
+        })
+    }
+}
+
+/// An empty buffer of `capacity` bytes, each of them written once: its pages are in memory
+/// now, not when a chunk first needs them. Not with zeros: a zeroed allocation can leave its
+/// pages untouched.
+pub fn filled(capacity: usize) -> Vec<u8> {
+    let mut v = vec![0xa5; capacity];
+    v.clear();
+    v
+}
+
+/// The largest record a chunk of `chunk` bytes can take, with `header`'s zero-page bitmap.
+pub fn max_record_len(header: &Header) -> usize {
+    let chunk = header.chunk_size as usize;
+    RECORD_FIXED + header.zero_map_len() + max_stored_len(chunk) + MAC_LEN
+}
+
+/// The largest stored length a reader accepts for chunks of `chunk` bytes: compressed data can
+/// be a little larger than the data; more is damage.
+fn max_stored_len(chunk: usize) -> usize {
+    chunk + chunk / 64 + 4096
 }
 
 #[cfg(test)]

@@ -308,6 +308,10 @@ pub fn resume(image: &str, key: &KeySource<'_>) -> Result<()> {
         hex(&build_id)
     );
     let threads = cpus();
+    // The kernel's loader takes the memory of the whole image when the first page comes,
+    // and little stays free: every page of the tool's is in memory, and stays there, before
+    // (read_container allocates its buffers before it reads a chunk).
+    sys::mlockall().context("mlockall")?;
     let mut feeding = Duration::ZERO;
     let t0 = Instant::now();
     let mut snap = OpenOptions::new()
@@ -320,7 +324,7 @@ pub fn resume(image: &str, key: &KeySource<'_>) -> Result<()> {
         // kernel, in order; a bad chunk stops it before a byte of it is fed.
         read_container(r, threads, |chunk| {
             let t = Instant::now();
-            let fed = snap.write_all(&chunk).context("feeding /dev/snapshot");
+            let fed = snap.write_all(chunk).context("feeding /dev/snapshot");
             feeding += t.elapsed();
             fed
         })?;

@@ -3,13 +3,14 @@
 //! reads and one writes, in order; and back out of one, opening chunks on several threads
 //! while one thread reads and the caller takes them, in order.
 
-use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::sync::{mpsc, Arc, Mutex};
 
 use anyhow::{anyhow, Context, Result};
 
-use crate::container::{seal_chunk, Header, Key, Reader, Record, Totals, Writer};
+use crate::container::{
+    filled, max_record_len, seal_chunk, Header, Key, Opener, Reader, Record, Totals, Writer,
+};
 
 /// Fills `buf` from `input` as far as it goes; returns how much it read (less only at the end).
 fn read_full(input: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
@@ -37,15 +38,15 @@ pub fn working_set(chunk: u64, threads: usize, buffer: u64) -> u64 {
 /// Items, and results, with their sequence numbers.
 type Numbered<T> = (u64, T);
 
-/// Starts `threads` workers in `s` that apply `work` to each item sent, with its sequence
-/// number, to the returned sender, and send the results, with theirs, to the returned
-/// receiver, in any order ([`in_order`] puts them back). The workers hold the only receiver
-/// of items: once the results' receiver is gone they end, and a send of items fails instead
-/// of waiting forever.
-fn workers<'scope, I: Send + 'scope, O: Send + 'scope>(
+/// Starts `threads` workers in `s`, each applying its own `make()` to each item sent, with its
+/// sequence number, to the returned sender, and sending the results, with theirs, to the
+/// returned receiver, in any order ([`in_order`] puts them back). The workers hold the only
+/// receiver of items: once the results' receiver is gone they end, and a send of items fails
+/// instead of waiting forever.
+fn workers<'scope, I: Send + 'scope, O: Send + 'scope, W: FnMut(I) -> O + Send + 'scope>(
     s: &'scope std::thread::Scope<'scope, '_>,
     threads: usize,
-    work: &'scope (impl Fn(I) -> O + Sync),
+    make: impl Fn() -> W,
 ) -> (mpsc::SyncSender<Numbered<I>>, mpsc::Receiver<Numbered<O>>) {
     let (item_tx, item_rx) = mpsc::sync_channel::<Numbered<I>>(threads);
     let item_rx = Arc::new(Mutex::new(item_rx));
@@ -53,6 +54,7 @@ fn workers<'scope, I: Send + 'scope, O: Send + 'scope>(
     for _ in 0..threads {
         let item_rx = Arc::clone(&item_rx);
         let result_tx = result_tx.clone();
+        let mut work = make();
         s.spawn(move || loop {
             let next = item_rx.lock().unwrap().recv();
             let Ok((seq, item)) = next else { break };
@@ -65,16 +67,19 @@ fn workers<'scope, I: Send + 'scope, O: Send + 'scope>(
 }
 
 /// Takes the results of [`workers`] in their sequence order; the first error of `take` ends it.
+/// `in_flight` is how many results there can be at once, usually: those that come before
+/// their turn wait in a list allocated for that many, and grown only if there are more.
 fn in_order<O>(
     results: mpsc::Receiver<Numbered<O>>,
+    in_flight: usize,
     mut take: impl FnMut(O) -> Result<()>,
 ) -> Result<()> {
-    let mut pending = BTreeMap::new();
+    let mut pending = Vec::with_capacity(in_flight);
     let mut next = 0u64;
     for (seq, result) in results {
-        pending.insert(seq, result);
-        while let Some(result) = pending.remove(&next) {
-            take(result)?;
+        pending.push((seq, result));
+        while let Some(at) = pending.iter().position(|&(seq, _)| seq == next) {
+            take(pending.swap_remove(at).1)?;
             next += 1;
         }
     }
@@ -97,9 +102,11 @@ pub fn write_container<R: Read, W: Write + Send>(
     let mut writer = Writer::new(out, header.clone(), key.clone())?;
     let seal = |(index, raw): (u64, Vec<u8>)| seal_chunk(&header, key, index, &raw);
     std::thread::scope(|s| {
-        let (raw_tx, sealed_rx) = workers(s, threads, &seal);
+        let (raw_tx, sealed_rx) = workers(s, threads, || seal);
         let write = s.spawn(move || -> Result<(W, Totals)> {
-            in_order(sealed_rx, |sealed| writer.write_sealed(&sealed?))?;
+            in_order(sealed_rx, 3 * threads, |sealed| {
+                writer.write_sealed(&sealed?)
+            })?;
             writer.finish()
         });
         let mut total = 0u64;
@@ -131,39 +138,80 @@ pub fn write_container<R: Read, W: Write + Send>(
     })
 }
 
+/// The buffers [`read_container`] reads and opens chunks in, with `threads` threads: a
+/// record and its chunk for the reader, for each thread, for each queue between them, and
+/// for the caller, which takes them in order.
+fn read_buffers(threads: usize) -> usize {
+    3 * threads + 2
+}
+
 /// Reads the container behind `reader` to its end, opening (checking and decompressing)
 /// chunks on `threads` threads while one thread reads, and hands each chunk of the stream to
 /// `take`, in order, on the calling thread: what [`Reader::next_chunk`] does, in parallel.
 /// Returns the totals once the trailer checked; the first error (of `take`, or the
 /// container's, in the stream's order) ends it.
+///
+/// Its memory is allocated, and written, before the first chunk is read, and used again and
+/// again: `hibsnap resume` feeds the kernel's loader, which takes all the memory the image
+/// needs at once, and a page fault of the tool's after that could find none free.
 pub fn read_container<R: Read + Send>(
     mut reader: Reader<R>,
     threads: usize,
-    mut take: impl FnMut(Vec<u8>) -> Result<()>,
+    mut take: impl FnMut(&[u8]) -> Result<()>,
 ) -> Result<Totals> {
     let threads = threads.max(1);
     let header = reader.header().clone();
     let key = reader.key().clone();
-    let open = |record: Result<Record>| record.and_then(|r| r.open(&header, &key));
+    let chunk = header.chunk_size as usize;
+    // The free buffers, a record's and a chunk's; the reader takes them in the stream's order,
+    // so the chunk the caller waits for never waits for a buffer.
+    let (free_tx, free_rx) = mpsc::sync_channel(read_buffers(threads));
+    for _ in 0..read_buffers(threads) {
+        free_tx
+            .send((filled(max_record_len(&header)), filled(chunk)))
+            .expect("the receiver is here");
+    }
+    let openers = (0..threads)
+        .map(|_| Opener::with_capacity(chunk))
+        .collect::<Result<Vec<_>>>()?;
+    let openers = Mutex::new(openers);
+    let (header, key) = (&header, &key);
+    let open = || {
+        let mut opener = openers.lock().unwrap().pop().expect("one opener a thread");
+        move |(record, mut raw): (Result<Record>, Vec<u8>)| -> Result<(Vec<u8>, Vec<u8>)> {
+            let record = record?;
+            record.open_into(header, key, &mut opener, &mut raw)?;
+            Ok((record.into_buffer(), raw))
+        }
+    };
     std::thread::scope(|s| {
-        let (record_tx, raw_rx) = workers(s, threads, &open);
+        let (record_tx, raw_rx) = workers(s, threads, open);
         // The reader's errors travel in the stream's order too; it returns the totals only
-        // after the trailer checked.
+        // after the trailer checked. It ends when the caller is gone, with the free buffers'
+        // sender.
         let read = s.spawn(move || -> Option<Totals> {
             let mut seq = 0u64;
-            loop {
-                let (record, end) = match reader.next_record() {
+            while let Ok((buf, raw)) = free_rx.recv() {
+                let (record, end) = match reader.next_record(buf) {
                     Ok(Some(record)) => (Ok(record), false),
                     Ok(None) => return Some(reader.totals().clone()),
                     Err(e) => (Err(e), true),
                 };
-                if record_tx.send((seq, record)).is_err() || end {
+                if record_tx.send((seq, (record, raw))).is_err() || end {
                     return None;
                 }
                 seq += 1;
             }
+            None
         });
-        let taken = in_order(raw_rx, |raw| take(raw?));
+        let taken = in_order(raw_rx, read_buffers(threads), |opened| {
+            let (buf, raw) = opened?;
+            take(&raw)?;
+            // The reader may be gone already, with the trailer read.
+            let _ = free_tx.send((buf, raw));
+            Ok(())
+        });
+        drop(free_tx);
         let totals = read
             .join()
             .map_err(|_| anyhow!("the reader thread panicked"))?;
@@ -216,7 +264,7 @@ mod tests {
             let mut parallel = Vec::new();
             let r = Reader::new(&img[..], key.clone()).unwrap();
             let read = read_container(r, threads, |c| {
-                parallel.extend_from_slice(&c);
+                parallel.extend_from_slice(c);
                 Ok(())
             })
             .unwrap();
@@ -241,7 +289,7 @@ mod tests {
                 let mut taken = Vec::new();
                 let r = Reader::new(bad, key.clone()).unwrap();
                 let err = read_container(r, threads, |c| {
-                    taken.extend_from_slice(&c);
+                    taken.extend_from_slice(c);
                     Ok(())
                 })
                 .unwrap_err();

@@ -62,7 +62,7 @@ pub fn freeze_status(freeze: &impl AsFd) -> io::Result<uapi::FreezeStatus> {
 }
 
 /// `mlockall(MCL_CURRENT | MCL_FUTURE)`: the tool must not wait for its own pages while it
-/// writes the image.
+/// writes the image, nor need a free page while it feeds one to the kernel's loader.
 pub fn mlockall() -> io::Result<()> {
     use rustix::mm::MlockAllFlags;
     Ok(rustix::mm::mlockall(

@@ -580,13 +580,55 @@ static long check_disk_after_resume(struct appender *a, pid_t appender, const ch
 	return k;
 }
 
+/*
+ * Unmounts FS_MNT, its users reaped. The last reference to a file mapped by a
+ * process can be dropped after the process is reaped (by whoever held its mm
+ * last, and then from a workqueue), so EBUSY is retried for up to 10 s, and
+ * said; then what still uses the filesystem is printed. Returns 0 or -1.
+ */
+static int unmount_fs(void)
+{
+	double start = now_s();
+	char out[2048];
+
+	while (umount(FS_MNT)) {
+		if (errno != EBUSY || now_s() > start + 10) {
+			printf("# umount %s: %s after %.1f s; its users:\n", FS_MNT,
+			       strerror(errno), now_s() - start);
+			run(out, sizeof(out),
+			    "ls -l /proc/[0-9]*/fd /proc/[0-9]*/cwd | grep '%s/'; %s",
+			    FS_MNT, "grep -l ' " FS_MNT "/' /proc/[0-9]*/maps");
+			print_lines(out);
+			return -1;
+		}
+		usleep(10000);
+	}
+	if (now_s() > start + 0.01)
+		printf("# umount %s: busy for %.2f s after its last user was reaped\n", FS_MNT,
+		       now_s() - start);
+	return 0;
+}
+
+/* Runs the shell command @cmd; prints its output if it fails. Returns its status. */
+static int run_said(const char *cmd)
+{
+	char out[2048];
+	int rc = run(out, sizeof(out), "%s", cmd);
+
+	if (rc) {
+		printf("# %s: exit %d\n", cmd, rc);
+		print_lines(out);
+	}
+	return rc;
+}
+
 /* Ends the appender, then unmounts the filesystem, checks it and removes FS_DM. */
 static void stop_appender(pid_t appender)
 {
 	kill(appender, SIGKILL);
 	waitpid(appender, NULL, 0);
-	result(!umount(FS_MNT) && !run(NULL, 0, "/usr/sbin/e2fsck -fn /dev/mapper/" FS_DM) &&
-	       !run(NULL, 0, "dmsetup remove " FS_DM),
+	result(!unmount_fs() && !run_said("/usr/sbin/e2fsck -fn /dev/mapper/" FS_DM) &&
+	       !run_said("dmsetup remove " FS_DM),
 	       "unmounted: e2fsck -fn clean, " FS_DM " removed");
 }
 
