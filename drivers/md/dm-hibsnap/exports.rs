@@ -19,7 +19,8 @@ use kernel::{
 ///
 /// # Safety
 ///
-/// Always safe to call; it is `unsafe` only because `#[export]` requires it.
+/// Call it with the devices suspended by [`dm_hibsnap_suspend_all`]; it takes only a spinlock
+/// and allocates nothing, so any context will do, the atomic point with interrupts off too.
 #[export]
 pub unsafe extern "C" fn dm_hibsnap_snapshot_all() -> c_int {
     match snapshot_all() {
@@ -33,7 +34,9 @@ pub unsafe extern "C" fn dm_hibsnap_snapshot_all() -> c_int {
 ///
 /// # Safety
 ///
-/// Always safe to call from process context; it is `unsafe` only because `#[export]` requires it.
+/// Call it in process context: it sleeps. A call of [`dm_hibsnap_resume_all`] must follow it
+/// from the same caller, serialized with any other (`snapshot_kernel(2)` holds the system
+/// sleep lock).
 #[export]
 pub unsafe extern "C" fn dm_hibsnap_suspend_all() -> c_int {
     match suspend_all() {
@@ -46,7 +49,8 @@ pub unsafe extern "C" fn dm_hibsnap_suspend_all() -> c_int {
 ///
 /// # Safety
 ///
-/// Always safe to call from process context; it is `unsafe` only because `#[export]` requires it.
+/// Call it in process context (it sleeps), after [`dm_hibsnap_suspend_all`], serialized with
+/// it.
 #[export]
 pub unsafe extern "C" fn dm_hibsnap_resume_all() -> c_int {
     resume_all() as c_int
@@ -56,7 +60,7 @@ pub unsafe extern "C" fn dm_hibsnap_resume_all() -> c_int {
 ///
 /// # Safety
 ///
-/// Always safe to call from process context; it is `unsafe` only because `#[export]` requires it.
+/// Call it in process context: it takes the registry's mutex. `devt` may be any number.
 #[export]
 pub unsafe extern "C" fn dm_hibsnap_has_device(devt: u32) -> bool {
     has_device(devt)
@@ -67,7 +71,7 @@ pub unsafe extern "C" fn dm_hibsnap_has_device(devt: u32) -> bool {
 ///
 /// # Safety
 ///
-/// Always safe to call from process context; it is `unsafe` only because `#[export]` requires it.
+/// Call it in process context: it sleeps (a merge writes to the origins).
 #[export]
 pub unsafe extern "C" fn dm_hibsnap_end_all(merge: bool) -> c_int {
     match end_all(merge) {

@@ -113,8 +113,8 @@ fn syscall_return(result: Result<u32>) -> c_long {
 ///
 /// # Safety
 ///
-/// Always safe to call from a syscall context; it is `unsafe` only because `#[export]` requires
-/// it.
+/// Call it in the context of the task that made the system call: it sleeps, and it acts on that
+/// task (the freezer) and its tracer. `flags` is the system call's argument, any value.
 #[export]
 pub unsafe extern "C" fn hibsnap_freeze_processes(flags: c_uint) -> c_long {
     let timeout_ms = module_parameters::freeze_timeout_ms.value();
@@ -126,8 +126,8 @@ pub unsafe extern "C" fn hibsnap_freeze_processes(flags: c_uint) -> c_long {
 ///
 /// # Safety
 ///
-/// Always safe to call from a syscall context; it is `unsafe` only because `#[export]` requires
-/// it.
+/// Call it in the context of the task that made the system call: it sleeps, and it installs a
+/// file descriptor in that task's table. The arguments are the system call's, any values.
 #[export]
 pub unsafe extern "C" fn hibsnap_snapshot_kernel(overhead_pages: c_ulong, flags: c_uint) -> c_long {
     let faults = FAULTS.as_ref().map(|faults| faults.as_ref().get_ref());
