@@ -82,6 +82,11 @@ enum Command {
         /// zstd level.
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..=19))]
         level: i32,
+        /// MiB of memory the next boot needs besides the image to load it (its kernel,
+        /// initramfs, this tool and the allocator's reserves): an image that leaves less of
+        /// MemTotal is not written, and the freeze is released.
+        #[arg(long, value_name = "MIB", default_value_t = image::LOADER_RESERVE_MIB)]
+        loader_reserve: u64,
     },
     /// In the next boot's initramfs: check the image and hand it to the kernel's loader.
     /// Returns only if nothing was restored.
@@ -137,6 +142,7 @@ fn main() -> ExitCode {
             no_poweroff,
             threads,
             level,
+            loader_reserve,
         } => image::hibernate(&image::Hibernate {
             image: &image,
             key: key.source(),
@@ -144,6 +150,7 @@ fn main() -> ExitCode {
             no_poweroff,
             threads: threads.unwrap_or_else(image::cpus),
             level,
+            loader_reserve_mib: loader_reserve,
         }),
         Command::Resume { image, key } => image::resume(&image, &key.source()),
         Command::Inspect { image, key } => image::inspect(&image, &key.source()),

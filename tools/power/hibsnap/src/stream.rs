@@ -35,6 +35,21 @@ pub fn working_set(chunk: u64, threads: usize, buffer: u64) -> u64 {
     chunk * (1 + t + t + t + t * 7 / 2) + buffer
 }
 
+/// The stack of each thread: `mlockall(MCL_FUTURE)` puts all of it in memory when the thread
+/// starts, and compressing, hashing and moving chunks (on the heap) need little of it.
+const THREAD_STACK: usize = 256 << 10;
+
+/// Starts `f` on a thread of `s` with a stack of [`THREAD_STACK`] bytes.
+fn spawn<'scope, T: Send + 'scope>(
+    s: &'scope std::thread::Scope<'scope, '_>,
+    f: impl FnOnce() -> T + Send + 'scope,
+) -> std::thread::ScopedJoinHandle<'scope, T> {
+    std::thread::Builder::new()
+        .stack_size(THREAD_STACK)
+        .spawn_scoped(s, f)
+        .expect("a thread of the image's pipeline could not start")
+}
+
 /// Items, and results, with their sequence numbers.
 type Numbered<T> = (u64, T);
 
@@ -55,7 +70,7 @@ fn workers<'scope, I: Send + 'scope, O: Send + 'scope, W: FnMut(I) -> O + Send +
         let item_rx = Arc::clone(&item_rx);
         let result_tx = result_tx.clone();
         let mut work = make();
-        s.spawn(move || loop {
+        spawn(s, move || loop {
             let next = item_rx.lock().unwrap().recv();
             let Ok((seq, item)) = next else { break };
             if result_tx.send((seq, work(item))).is_err() {
@@ -103,7 +118,7 @@ pub fn write_container<R: Read, W: Write + Send>(
     let seal = |(index, raw): (u64, Vec<u8>)| seal_chunk(&header, key, index, &raw);
     std::thread::scope(|s| {
         let (raw_tx, sealed_rx) = workers(s, threads, || seal);
-        let write = s.spawn(move || -> Result<(W, Totals)> {
+        let write = spawn(s, move || -> Result<(W, Totals)> {
             in_order(sealed_rx, 3 * threads, |sealed| {
                 writer.write_sealed(&sealed?)
             })?;
@@ -139,10 +154,11 @@ pub fn write_container<R: Read, W: Write + Send>(
 }
 
 /// The buffers [`read_container`] reads and opens chunks in, with `threads` threads: a
-/// record and its chunk for the reader, for each thread, for each queue between them, and
-/// for the caller, which takes them in order.
+/// record and its chunk for the reader, one for each thread and one waiting for each, and
+/// one for the caller, which takes them in order. Fewer would leave a thread idle; each is
+/// two chunks of memory that the next boot's loader cannot have.
 fn read_buffers(threads: usize) -> usize {
-    3 * threads + 2
+    2 * threads + 2
 }
 
 /// Reads the container behind `reader` to its end, opening (checking and decompressing)
@@ -189,7 +205,7 @@ pub fn read_container<R: Read + Send>(
         // The reader's errors travel in the stream's order too; it returns the totals only
         // after the trailer checked. It ends when the caller is gone, with the free buffers'
         // sender.
-        let read = s.spawn(move || -> Option<Totals> {
+        let read = spawn(s, move || -> Option<Totals> {
             let mut seq = 0u64;
             while let Ok((buf, raw)) = free_rx.recv() {
                 let (record, end) = match reader.next_record(buf) {

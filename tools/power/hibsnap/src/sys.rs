@@ -70,6 +70,16 @@ pub fn mlockall() -> io::Result<()> {
     )?)
 }
 
+/// A field of `/proc/meminfo` (`MemTotal`, `MemFree`, ...), in KiB; `None` if it cannot tell.
+pub fn meminfo_kib(field: &str) -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = meminfo.lines().find(|l| {
+        l.strip_prefix(field)
+            .is_some_and(|rest| rest.starts_with(':'))
+    })?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
 /// The running kernel's release, as `uname -r` prints it.
 pub fn kernel_release() -> String {
     rustix::system::uname()

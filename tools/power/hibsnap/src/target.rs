@@ -109,10 +109,14 @@ impl Target {
         })
     }
 
-    /// The image's bytes, from their start.
+    /// The image's bytes, from their start: from a block device with `O_DIRECT`, so that
+    /// reading it takes no page cache (see [`DirectReader`]).
     pub fn reader(&self) -> Result<Box<dyn Read + Send + '_>> {
         Ok(match self {
-            Target::Disk { file, .. } | Target::File { file, .. } => {
+            Target::Disk { path, file, .. } | Target::File { path, file } => {
+                if file.metadata()?.file_type().is_block_device() {
+                    return Ok(Box::new(DirectReader::open(path)?));
+                }
                 let mut f = file;
                 f.seek(SeekFrom::Start(0))?;
                 Box::new(BufReader::with_capacity(WRITE_BUFFER as usize, f))
@@ -131,6 +135,65 @@ impl Target {
             Target::Server(remote) => remote.invalidate()?,
         }
         Ok(())
+    }
+}
+
+/// The alignment `O_DIRECT` asks of buffers and offsets, a multiple of any logical block size.
+const DIRECT_ALIGN: usize = 4096;
+
+/// A block device read from its start with `O_DIRECT`, through one buffer of [`WRITE_BUFFER`]
+/// bytes allocated when it is opened. `hibsnap resume` reads the image while the kernel's
+/// loader holds the memory of all of it: then a page cache page may not be had (the read
+/// fails with `ENOMEM`), and this reader needs none.
+pub struct DirectReader {
+    file: File,
+    /// [`WRITE_BUFFER`] bytes from `start` on are aligned to [`DIRECT_ALIGN`].
+    buf: Vec<u8>,
+    start: usize,
+    /// The bytes of the buffer read and not yet taken: `pos..len`.
+    pos: usize,
+    len: usize,
+    /// Where the next read of the device starts.
+    offset: u64,
+}
+
+impl DirectReader {
+    /// Opens `path`, a block device, for reading with `O_DIRECT`.
+    pub fn open(path: &str) -> Result<DirectReader> {
+        use std::os::unix::fs::OpenOptionsExt;
+
+        let file = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(path)
+            .with_context(|| format!("image {path} (O_DIRECT)"))?;
+        let buf = vec![0; WRITE_BUFFER as usize + DIRECT_ALIGN];
+        let start = buf.as_ptr().align_offset(DIRECT_ALIGN);
+        Ok(DirectReader {
+            file,
+            buf,
+            start,
+            pos: 0,
+            len: 0,
+            offset: 0,
+        })
+    }
+}
+
+impl Read for DirectReader {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        if self.pos == self.len {
+            let buf = &mut self.buf[self.start..self.start + WRITE_BUFFER as usize];
+            // Whole buffers at aligned offsets: only the device's end makes a read short.
+            let n = self.file.read_at(buf, self.offset)?;
+            self.offset += n as u64;
+            (self.pos, self.len) = (0, n);
+        }
+        let n = out.len().min(self.len - self.pos);
+        let at = self.start + self.pos;
+        out[..n].copy_from_slice(&self.buf[at..at + n]);
+        self.pos += n;
+        Ok(n)
     }
 }
 

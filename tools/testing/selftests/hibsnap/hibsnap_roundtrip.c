@@ -792,8 +792,13 @@ static int save(const char *image_dev, const char *swap_dev, const char *fs_dev)
 #define TOOL_KEY "/etc/hibsnap.key"
 #define TOOL_LARGE_MB 256UL
 #define TOOL_CYCLES 3
-/* The memory cycle: at least this share of MemTotal in user memory of every kind. */
-#define TOOL_MEM_PERCENT 80
+/*
+ * The memory cycle: at least this share of MemTotal in user memory of every
+ * kind. The image is then about 83% of MemTotal, and the next boot's
+ * kernel, initramfs and loader need the rest (hibsnap hibernate refuses an
+ * image that leaves them less than --loader-reserve, 128 MiB).
+ */
+#define TOOL_MEM_PERCENT 75
 /* Results 1 to 23, without a plan: the caller prints it with its own results. */
 
 /*
