@@ -66,6 +66,8 @@ KINDS = {
     'parser': 'harness self-test (this parser on doctored logs)',
     'matrix': 'build matrix',
     'series': 'the patch series (per patch: builds in order, checkpatch, kernel-doc; UAPI header, rst, man pages)',
+    'newest': "hibsnap's Rust with the newest Rust of trixie-backports (kernel CLIPPY=1, the tool, clippy)",
+    'setup': 'setup: harness/packages.pin against the archive of today, and its resolver',
     'bench': 'benchmark smoke run (harness/hibsnap bench, one size, one repetition)',
     'harness': 'run integrity (boots, markers, plans, kernel log)',
 }
@@ -382,8 +384,17 @@ def demo_run(args, tally):
     return 0 if ok else 1
 
 
-def summary(tally, elapsed):
+def summary(tally, elapsed, toolchain=None):
     print('summary:')
+    if toolchain:
+        try:
+            with open(toolchain) as f:
+                lines = [l.rstrip('\n') for l in f if l.strip()]
+        except FileNotFoundError:
+            lines = [f'({toolchain} missing)']
+        print('  toolchains:')
+        for l in lines:
+            print(f'    {l}')
     for kind, (p, f, s) in tally.counts.items():
         if p + f + s:
             print(f'  {p + f + s:5d}  {KINDS[kind]}: {p} passed, {f} failed, {s} skipped')
@@ -419,12 +430,13 @@ def main(argv=None):
     ap.add_argument('--extra', action='append', default=[],
                     help='KIND=TAPFILE: more results (style, parser, matrix)')
     ap.add_argument('--elapsed', type=int)
+    ap.add_argument('--toolchain', help='the versions the run built with, printed atop the summary')
     args = ap.parse_args(argv)
     tally = Tally(args.headline, args.own_doctests)
     if args.demo:
         return demo_run(args, tally)
     test_run(args, tally)
-    summary(tally, args.elapsed)
+    summary(tally, args.elapsed, args.toolchain)
     return 1 if tally.failed else 0
 
 

@@ -1,17 +1,25 @@
 # SPDX-License-Identifier: GPL-2.0
 # shellcheck shell=bash
 #
-# The build and test toolchain: a debootstrapped Debian trixie chroot with
-# trixie-backports, keyed by the hash of harness/packages.pin and cached under
-# $HIBSNAP_CACHE. Sourced by harness/hibsnap.
+# The build and test toolchains: debootstrapped Debian trixie chroots with
+# trixie-backports, one for each section of harness/packages.pin ("boot", the
+# chroot every command runs in, and "newest", the newest Rust's build), each
+# keyed by the hash of its sections and cached under $HIBSNAP_CACHE. What
+# they install is resolved against the archive of the day by
+# harness/inner/pins. Sourced by harness/hibsnap.
 
 MIRROR=${HIBSNAP_MIRROR:-http://deb.debian.org/debian}
 
 die() { echo "hibsnap: error: $*" >&2; exit 1; }
 say() { echo "hibsnap: $*" >&2; }
 
+# toolchain_key SECTION: the hash of SECTION's and [both]'s lines.
 toolchain_key() {
-	sha256sum "$HARNESS/packages.pin" | cut -c1-12
+	awk -v want="$1" '
+		/^\[[a-z]+\]$/ { sec = substr($1, 2, length($1) - 2); next }
+		/^[[:space:]]*(#|$)/ { next }
+		sec == want || sec == "both" { print sec, $0 }' "$HARNESS/packages.pin" |
+		sha256sum | cut -c1-12
 }
 
 # Install the host's only prerequisite (debootstrap) from Debian's packages.
@@ -55,79 +63,103 @@ chroot_umount() {
 	return 0
 }
 
-# Run a command inside the chroot with a clean environment: the host's
-# rustup toolchain must never leak into the kernel build.
-in_chroot() {
+# in_root ROOT COMMAND...: run a command inside the chroot ROOT with a clean
+# environment: the host's rustup toolchain must never leak into the kernel
+# build. in_chroot runs it in the boot chroot, $CHROOT.
+in_root() {
+	local root=$1
+	shift
 	env -i HOME=/root TERM="${TERM:-dumb}" LANG=C.UTF-8 \
 		PATH=/usr/sbin:/usr/bin:/sbin:/bin \
 		HIBSNAP_JOBS="$HIBSNAP_JOBS" HIBSNAP_VERBOSE="${HIBSNAP_VERBOSE:-}" \
-		HIBSNAP_TIMEOUT="${HIBSNAP_TIMEOUT:-}" \
+		HIBSNAP_TIMEOUT="${HIBSNAP_TIMEOUT:-}" HIBSNAP_T0="${HIBSNAP_T0:-}" \
 		CARGO_HTTP_CAINFO=/etc/hibsnap/host-ca.crt \
-		chroot "$CHROOT" "$@"
+		chroot "$root" "$@"
 }
 
-# Create (or reuse) the chroot for the current packages.pin.
-toolchain_ensure() {
-	local key tmp specs suite line name ver
-	host_prereqs
-	key=$(toolchain_key)
-	CHROOT=$HIBSNAP_CACHE/chroot-$key
-	mkdir -p "$HIBSNAP_CACHE/work"
-	if [ -f "$CHROOT/.hibsnap-ready" ]; then
-		return 0
-	fi
-	tmp=$CHROOT.tmp
-	chroot_umount "$tmp"
-	rm -rf --one-file-system "$tmp"
-	say "creating the toolchain chroot $CHROOT (about 2 minutes)"
-	debootstrap --variant=minbase trixie "$tmp" "$MIRROR" >"$HIBSNAP_CACHE/debootstrap.log" 2>&1 \
+in_chroot() {
+	in_root "$CHROOT" "$@"
+}
+
+in_newest() {
+	in_root "$NEWEST" "$@"
+}
+
+# debootstrap_base DIR: a minimal trixie with hibsnap's apt sources, made once
+# per setup and copied for each chroot that is missing.
+debootstrap_base() {
+	local dir=$1
+	[ -f "$dir/.hibsnap-base" ] && return 0
+	rm -rf --one-file-system "$dir"
+	say "debootstrap: a minimal Debian trixie (about 2 minutes)"
+	debootstrap --variant=minbase trixie "$dir" "$MIRROR" >"$HIBSNAP_CACHE/debootstrap.log" 2>&1 \
 		|| die "debootstrap failed, see $HIBSNAP_CACHE/debootstrap.log"
-	cat >"$tmp/etc/apt/sources.list" <<SRC
+	cat >"$dir/etc/apt/sources.list" <<SRC
 deb $MIRROR trixie main
 deb $MIRROR trixie-updates main
 deb http://deb.debian.org/debian-security trixie-security main
 deb $MIRROR trixie-backports main
 SRC
-	# snapshot.debian.org serves old archive states (the pinned versions after
-	# the archive moved on); their Release files are expired by design.
-	case $MIRROR in
-	*snapshot.debian.org*)
-		echo 'Acquire::Check-Valid-Until "false";' >"$tmp/etc/apt/apt.conf.d/99hibsnap-snapshot" ;;
-	esac
-	specs=()
-	while read -r line suite; do
-		case "$line" in ''|'#'*) continue ;; esac
-		name=${line%%=*}
-		ver=
-		[ "$name" != "$line" ] && ver=${line#*=}
-		# apt takes NAME=VERSION or NAME/SUITE, not both.
-		if [ -n "$ver" ]; then
-			specs+=("$name=$ver")
-		elif [ -n "$suite" ]; then
-			specs+=("$name/$suite")
-		else
-			specs+=("$name")
-		fi
-	done <"$HARNESS/packages.pin"
-	CHROOT=$tmp
+	touch "$dir/.hibsnap-base"
+}
+
+# ensure_chroot SECTION: the chroot of SECTION of harness/packages.pin, made
+# if missing; its path in $ROOT. The packages are resolved against today's
+# archive (harness/inner/pins): a known-good version that is gone is replaced
+# by its suite's current one, said on one line and kept in the chroot's
+# .hibsnap-resolved; a package that is not served at all fails the setup.
+ensure_chroot() {
+	local sec=$1 key tmp old specs
+	key=$(toolchain_key "$sec")
+	ROOT=$HIBSNAP_CACHE/chroot-$sec-$key
+	[ -f "$ROOT/.hibsnap-ready" ] && return 0
+	tmp=$ROOT.tmp
+	chroot_umount "$tmp"
+	rm -rf --one-file-system "$tmp"
+	debootstrap_base "$HIBSNAP_CACHE/base.tmp"
+	say "creating the $sec toolchain chroot $ROOT"
+	cp -a "$HIBSNAP_CACHE/base.tmp" "$tmp"
+	CLEANUP_ROOT=$tmp
 	chroot_mount "$tmp"
-	trap 'chroot_umount "$CHROOT"' EXIT
-	in_chroot apt-get update -qq || die "apt-get update in the chroot failed"
-	in_chroot env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-		--no-install-recommends "${specs[@]}" >"$HIBSNAP_CACHE/apt.log" 2>&1 \
-		|| { tail -20 "$HIBSNAP_CACHE/apt.log" >&2; die "package install failed, see $HIBSNAP_CACHE/apt.log. A pinned version gone from the mirror? Bump it in harness/packages.pin, or set HIBSNAP_MIRROR to a snapshot.debian.org archive state (README)"; }
-	in_chroot apt-get clean
-	in_chroot dpkg-query -W >"$tmp/.hibsnap-versions"
+	trap 'chroot_umount "$CLEANUP_ROOT"' EXIT
+	in_root "$tmp" apt-get update -qq || die "apt-get update in the chroot failed"
+	: >"$tmp/.hibsnap-resolved"
+	specs=$(in_root "$tmp" env PINS_NOTES=/.hibsnap-resolved \
+		/hibsnap/repo/harness/inner/pins resolve /hibsnap/repo/harness/packages.pin "$sec") \
+		|| die "harness/packages.pin [$sec] does not resolve against the archive (above)"
+	# shellcheck disable=SC2086 # one apt-get argument per line
+	in_root "$tmp" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+		--no-install-recommends $specs >"$HIBSNAP_CACHE/apt-$sec.log" 2>&1 \
+		|| { tail -20 "$HIBSNAP_CACHE/apt-$sec.log" >&2; die "package install failed, see $HIBSNAP_CACHE/apt-$sec.log"; }
+	in_root "$tmp" apt-get clean
+	in_root "$tmp" dpkg-query -W >"$tmp/.hibsnap-versions"
 	chroot_umount "$tmp"
 	trap - EXIT
 	touch "$tmp/.hibsnap-ready"
-	mv "$tmp" "$HIBSNAP_CACHE/chroot-$key"
-	CHROOT=$HIBSNAP_CACHE/chroot-$key
-	# Old chroots for other pin files are no longer needed.
-	for old in "$HIBSNAP_CACHE"/chroot-*; do
-		[ "$old" = "$CHROOT" ] && continue
+	mv "$tmp" "$ROOT"
+	# Chroots of this section for other pins (and the one-chroot layout
+	# before the sections) are no longer needed.
+	for old in "$HIBSNAP_CACHE"/chroot-"$sec"-* "$HIBSNAP_CACHE"/chroot-????????????; do
+		[ -d "$old" ] && [ "$old" != "$ROOT" ] || continue
 		chroot_umount "$old"
 		rm -rf --one-file-system "$old"
 	done
-	say "toolchain ready"
+	say "$sec toolchain ready: $(in_root "$ROOT" rustc --version)"
+}
+
+# toolchain_ensure: both chroots, in $CHROOT (boot) and $NEWEST.
+toolchain_ensure() {
+	host_prereqs
+	mkdir -p "$HIBSNAP_CACHE/work"
+	ensure_chroot boot
+	CHROOT=$ROOT
+	ensure_chroot newest
+	NEWEST=$ROOT
+	rm -rf --one-file-system "$HIBSNAP_CACHE/base.tmp"
+	local sec
+	for sec in boot newest; do
+		[ "$sec" = boot ] && ROOT=$CHROOT || ROOT=$NEWEST
+		[ -s "$ROOT/.hibsnap-resolved" ] && sed "s/^/hibsnap: $sec toolchain: /" "$ROOT/.hibsnap-resolved" >&2
+	done
+	return 0
 }

@@ -653,11 +653,11 @@ impl Devices {
 
     /// The device `id`, if this target opened it.
     pub fn get(&self, id: DeviceId) -> Option<&TargetDevice> {
-        // SAFETY: By the type invariants the device is open until `self` is dropped, which the
-        // returned reference cannot outlive.
-        self.devs
-            .get(id.0)
-            .map(|dev| unsafe { TargetDevice::from_raw(dev.0.as_ptr()) })
+        self.devs.get(id.0).map(|dev| {
+            // SAFETY: By the type invariants the device is open until `self` is dropped, which
+            // the returned reference cannot outlive.
+            unsafe { TargetDevice::from_raw(dev.0.as_ptr()) }
+        })
     }
 }
 

@@ -437,8 +437,8 @@ impl LiveImage {
         self.pages = None;
         // SAFETY: The image is ours and was taken; the stream is read by one caller at a time
         // (`&mut self`); `nr` is valid for writes.
-        let pages =
-            from_err_ptr(unsafe { bindings::swsusp_live_next_pages(max, &mut nr) }.cast_mut())?;
+        let raw = unsafe { bindings::swsusp_live_next_pages(max, &mut nr) };
+        let pages = from_err_ptr(raw.cast_mut())?;
         self.pages = NonNull::new(pages.cast::<u8>()).map(|p| (p, nr as usize));
         Ok(self.pages.is_some())
     }
