@@ -147,19 +147,24 @@ ensure_chroot() {
 	say "$sec toolchain ready: $(in_root "$ROOT" rustc --version)"
 }
 
-# toolchain_ensure: both chroots, in $CHROOT (boot) and $NEWEST.
+# toolchain_ensure [newest]: the boot chroot in $CHROOT and, when asked for
+# (the test and newest commands), the newest Rust's in $NEWEST.
 toolchain_ensure() {
+	local sec
 	host_prereqs
 	mkdir -p "$HIBSNAP_CACHE/work"
 	ensure_chroot boot
 	CHROOT=$ROOT
-	ensure_chroot newest
-	NEWEST=$ROOT
+	NEWEST=
+	if [ "${1:-}" = newest ]; then
+		ensure_chroot newest
+		NEWEST=$ROOT
+	fi
 	rm -rf --one-file-system "$HIBSNAP_CACHE/base.tmp"
-	local sec
 	for sec in boot newest; do
 		[ "$sec" = boot ] && ROOT=$CHROOT || ROOT=$NEWEST
-		[ -s "$ROOT/.hibsnap-resolved" ] && sed "s/^/hibsnap: $sec toolchain: /" "$ROOT/.hibsnap-resolved" >&2
+		[ -n "$ROOT" ] && [ -s "$ROOT/.hibsnap-resolved" ] &&
+			sed "s/^/hibsnap: $sec toolchain: /" "$ROOT/.hibsnap-resolved" >&2
 	done
 	return 0
 }
