@@ -227,7 +227,13 @@ pub fn reseal_header(old: &[u8], key: &Key, change: impl FnOnce(&mut Header)) ->
 
 /// Lowercase hexadecimal.
 pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(2 * bytes.len());
+    for &b in bytes {
+        s.push(char::from(DIGITS[usize::from(b >> 4)]));
+        s.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    }
+    s
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -759,6 +765,12 @@ mod tests {
                 assert!(img.len() < s.len() / 4, "{} of {}", img.len(), s.len());
             }
         }
+    }
+
+    #[test]
+    fn hex_is_lowercase_two_digits_a_byte() {
+        assert_eq!(hex(&[]), "");
+        assert_eq!(hex(&[0x00, 0x0f, 0xa5, 0xff]), "000fa5ff");
     }
 
     #[test]
