@@ -19,9 +19,10 @@
 //!    pages that nothing can write any more (still copy-on-write, or page cache of files denied
 //!    writing) or that are copied before their first write (shared memory) are held to be read
 //!    in place, other user pages copied; in [`at_atomic_point`] the dm-hibsnap snapshot starts
-//!    and swap writes stop (the image references what swap holds). Nothing in it reads or walks
-//!    user memory, so it does not grow with user memory; its length is measured. Then CPUs and
-//!    devices resume (`PMSG_THAW`, or `PMSG_RESTORE` in a restored kernel);
+//!    and swap writes stop (the image references what swap holds). Nothing in it reads user
+//!    memory: a page held in place costs a reference and a bit, far less than a copy; its length
+//!    is measured. Then CPUs and devices resume (`PMSG_THAW`, or `PMSG_RESTORE` in a restored
+//!    kernel);
 //! 4. the unused reserve freed but the overhead pages, all-zero pages kept in place listed as
 //!    zero pages;
 //! 5. the image handed to userspace as a file descriptor ([`Image`]).

@@ -651,22 +651,31 @@ TEST_F_TIMEOUT(exhaust, drops_image, 300)
 }
 
 /*
- * The time with interrupts off does not grow with user memory: with a
- * stopped child of 100 MiB and then one of 700 MiB in the same boot, the
- * second is at most 1.5 times the first.
+ * User memory is not copied at the atomic point, and it costs the time with
+ * interrupts off far less than copying would. A stopped child of 100 MiB, then
+ * one of 700 MiB, in the same boot, twice each, the shorter pause of the two
+ * kept: the second size copies no more pages than the first (give or take
+ * 1024 of the kernel's own), and each of its extra copy-on-write pages adds
+ * less than a quarter of what one copied page costs. The pages kept in place
+ * are still visited with interrupts off (a reference and a bit each), so the
+ * pause does grow a little; under TCG the same snapshot's pause varies by
+ * half from one run to the next, which a ratio of two pauses cannot tell from
+ * growth, but a cost per page 4 times below a copy's can.
  */
-TEST_F_TIMEOUT(slow, atomic_pause_does_not_grow, 300)
+TEST_F_TIMEOUT(slow, atomic_pause_grows_far_less_than_copying, 300)
 {
 	const size_t sizes[2] = { 100UL << 20, 700UL << 20 };
-	unsigned long long ns[2] = { 0, 0 }, cow[2] = { 0, 0 };
+	unsigned long long ns[2] = { ~0ULL, ~0ULL }, cow[2], copied[2];
+	unsigned long long per_copy, per_cow;
 	struct hibsnap_geometry g;
-	int frz, fd, i;
+	int frz, fd, i, round;
 
 	run(NULL, 0, "blkdiscard /dev/ram0; blkdiscard /dev/ram2; blkdiscard /dev/ram3");
-	for (i = 0; i < 2; i++) {
-		struct big kid_mem = { .len = sizes[i] };
+	for (round = 0; round < 4; round++) {
+		struct big kid_mem = { .len = sizes[round % 2] };
 		struct kid k = { 0 };
 
+		i = round % 2;
 		ASSERT_EQ(0, kid_start(&k, &big_ops, &kid_mem));
 		frz = sys_freeze_processes(0);
 		ASSERT_LE(0, frz);
@@ -674,19 +683,31 @@ TEST_F_TIMEOUT(slow, atomic_pause_does_not_grow, 300)
 		ASSERT_LE(0, fd) TH_LOG("%zu MiB: snapshot_kernel: %s", sizes[i] >> 20,
 					strerror(errno));
 		ASSERT_EQ(0, geometry(fd, &g));
-		ns[i] = g.atomic_ns;
-		cow[i] = g.cow_pages;
+		ASSERT_LT(0ULL, g.atomic_ns);
+		if (g.atomic_ns < ns[i]) {
+			ns[i] = g.atomic_ns;
+			cow[i] = g.cow_pages;
+			copied[i] = g.copied_pages;
+		}
 		close(fd);
 		close(frz);
 		kid_end(&k);
 	}
-	printf("# interrupts off at the atomic point: %.1f ms with %zu MiB of user memory",
-	       ns[0] / 1e6, sizes[0] >> 20);
-	printf(" (%llu pages copy-on-write), %.1f ms with %zu MiB (%llu pages): x%.2f\n",
-	       cow[0], ns[1] / 1e6, sizes[1] >> 20, cow[1], ns[0] ? (double)ns[1] / ns[0] : 0.0);
-	EXPECT_LT(0ULL, ns[0]);
-	EXPECT_LE(sizes[1] / PAGE, cow[1]);
-	EXPECT_LE(ns[1] * 2, ns[0] * 3);
+	ASSERT_LE(sizes[1] / PAGE, cow[1]);
+	ASSERT_LT(cow[0], cow[1]);
+	per_cow = ns[1] > ns[0] ? (ns[1] - ns[0]) / (cow[1] - cow[0]) : 0;
+	/* What is left of the first pause without its copy-on-write pages. */
+	ASSERT_LT(cow[0] * per_cow, ns[0]);
+	ASSERT_LT(0ULL, copied[0]);
+	per_copy = (ns[0] - cow[0] * per_cow) / copied[0];
+	printf("# interrupts off: %.1f ms with %zu MiB of user memory (%llu pages copied, %llu copy-on-write),",
+	       ns[0] / 1e6, sizes[0] >> 20, copied[0], cow[0]);
+	printf(" %.1f ms with %zu MiB (%llu copied, %llu copy-on-write): %llu ns a copied page, %llu ns an extra copy-on-write page\n",
+	       ns[1] / 1e6, sizes[1] >> 20, copied[1], cow[1], per_copy, per_cow);
+	EXPECT_LE(copied[1], copied[0] + 1024)
+		TH_LOG("%llu more pages copied with %zu MiB more user memory",
+		       copied[1] - copied[0], (sizes[1] - sizes[0]) >> 20);
+	EXPECT_LT(per_cow * 4, per_copy);
 }
 
 TEST_HARNESS_MAIN
