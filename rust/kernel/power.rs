@@ -202,10 +202,11 @@ where
 }
 
 /// What [`LiveImage::snapshot`] found when it returned.
-#[derive(Debug, PartialEq, Eq)]
 pub enum Snapshot<T> {
     /// The image was taken; the system runs on.
     Taken {
+        /// The image, to be read.
+        image: TakenImage,
         /// What the closure run at the atomic point returned.
         kept: T,
         /// How long interrupts were off, in nanoseconds.
@@ -257,35 +258,66 @@ impl Geometry {
     }
 }
 
-/// A live hibernation image (`swsusp_live_begin()` .. `swsusp_live_end()`).
+/// Forks that give the child an address space of its own held off (`swsusp_live_hold_forks()`),
+/// those under way finished: a list of the processes taken while it lives has every address
+/// space there is. Dropping it lets them run.
+pub struct ForksHeldOff(());
+
+impl ForksHeldOff {
+    /// Waits for the forks under way, then holds off new ones.
+    pub fn hold() -> Self {
+        // SAFETY: No requirement: it sleeps, in process context; `Drop` releases it once.
+        unsafe { bindings::swsusp_live_hold_forks() };
+        ForksHeldOff(())
+    }
+}
+
+impl Drop for ForksHeldOff {
+    fn drop(&mut self) {
+        // SAFETY: `hold` held forks off; this releases them once.
+        unsafe { bindings::swsusp_live_release_forks() };
+    }
+}
+
+/// A live hibernation image being prepared (`swsusp_live_begin()` .. `swsusp_live_end()`).
 ///
-/// Created with the memory for the copy of kernel memory reserved; [`LiveImage::snapshot`] takes
-/// it at the atomic point; the stream is then read with [`LiveImage::advance`] and
-/// [`LiveImage::copy_pages`]. Dropping it drops its references on the pages it streams in place and
-/// frees every page it used.
+/// Created with [`LiveImage::begin`], its processes protected and its memory reserved;
+/// [`LiveImage::snapshot`] consumes it and takes the image at the atomic point, once: what comes
+/// out is a [`TakenImage`]. Dropping either drops the image's references on the pages it keeps in
+/// place and frees every page it used.
 ///
 /// # Invariants
 ///
 /// `swsusp_live_begin()` succeeded and `swsusp_live_end()` has not been called: the image code's
-/// global state is this object's, held through the hibernation lock. `pages`, when set, is what
-/// the last `swsusp_live_next_pages()` returned: `nr` pages, valid until the next call or
+/// global state is this object's, held through the hibernation lock.
+pub struct LiveImage {
+    _lock: HibernationLock,
+}
+
+/// A live hibernation image taken at the atomic point, read as a stream with
+/// [`TakenImage::advance`] and [`TakenImage::copy_pages`].
+///
+/// # Invariants
+///
+/// `image` was taken (`swsusp_save()` ran in live mode, once). `pages`, when set, is what the last
+/// `swsusp_live_next_pages()` returned: `nr` pages, valid until the next call or
 /// `swsusp_live_end()`. Their contents are only ever read through raw pointers: a page read in
 /// place is one that nothing writes any more, but that is the image code's promise, not one
 /// Rust's references could carry.
-pub struct LiveImage {
+pub struct TakenImage {
     /// The pages of the stream last returned by `swsusp_live_next_pages()`, if any, and how many.
     pages: Option<(NonNull<u8>, usize)>,
-    _lock: HibernationLock,
+    _image: LiveImage,
 }
 
 // SAFETY: The image is global state of the hibernation code, owned through the hibernation lock
 // by whoever holds this object; it is not tied to a task.
-unsafe impl Send for LiveImage {}
+unsafe impl Send for TakenImage {}
 // SAFETY: Every method that changes the image's state (the stream's position, its lists of pages,
 // its reserve) takes `&mut self`. Those taking `&self` only read: the counters, which
 // `swsusp_live_geometry()` reads with `READ_ONCE()` where the image code changes them
 // concurrently, and the current pages, copied out through raw pointers.
-unsafe impl Sync for LiveImage {}
+unsafe impl Sync for TakenImage {}
 
 impl LiveImage {
     /// Prepares an image: creates its bitmaps and starts tracking writes to shared memory, whose
@@ -295,10 +327,7 @@ impl LiveImage {
         // SAFETY: The hibernation lock gives this image the hibernation code's state; on error
         // `swsusp_live_begin` leaves nothing behind.
         to_result(unsafe { bindings::swsusp_live_begin() })?;
-        Ok(LiveImage {
-            pages: None,
-            _lock: lock,
-        })
+        Ok(LiveImage { _lock: lock })
     }
 
     /// Makes the private anonymous memory of `process` copy-on-write, as `fork()` does for the
@@ -310,7 +339,11 @@ impl LiveImage {
     /// Nothing needs undoing: with no other reference, the next write to a page reuses it in
     /// place after a fault. Fails with `EINTR` if a fatal signal comes while waiting for the
     /// address space's lock.
-    pub fn protect(&mut self, process: &Task) -> Result {
+    ///
+    /// Forks are held off meanwhile (`_forks`): a child forked from `process` before this call
+    /// would copy its mappings unprotected, and a list of the processes taken before it would not
+    /// have the child.
+    pub fn protect(&mut self, _forks: &ForksHeldOff, process: &Task) -> Result {
         // SAFETY: `process` is a valid task; the function takes its own reference on the address
         // space and the locks it needs; `swsusp_live_begin` was called.
         to_result(unsafe { bindings::swsusp_live_protect_task(process.as_ptr()) })
@@ -336,8 +369,11 @@ impl LiveImage {
     ///
     /// `at_atomic` must not sleep: interrupts are off. Whatever it returns is dropped in process
     /// context, after the atomic point.
+    ///
+    /// The image is consumed: it is taken once (a second `swsusp_save()` would take its page
+    /// references and write denials again). On error, and in a restored kernel, it is dropped.
     pub fn snapshot<T, F>(
-        &mut self,
+        self,
         _sleep: &SystemSleepLock,
         _hotplug: &DeviceHotplugLock,
         at_atomic: F,
@@ -370,22 +406,33 @@ impl LiveImage {
         // On x86 the clock is set back across taking the image to where it was before
         // (`restore_processor_state()`), so that part is replaced by its length measured from
         // inside.
-        let atomic_ns =
-            live.irqs_off_ns.saturating_sub(live.seen_ns) + Self::raw_geometry().save_ns;
-        Ok(Snapshot::Taken { kept, atomic_ns })
+        let atomic_ns = live.irqs_off_ns.saturating_sub(live.seen_ns) + raw_geometry().save_ns;
+        // INVARIANT: `swsusp_save()` ran, once: `self` is consumed.
+        let image = TakenImage {
+            pages: None,
+            _image: self,
+        };
+        Ok(Snapshot::Taken {
+            image,
+            kept,
+            atomic_ns,
+        })
     }
+}
 
-    fn raw_geometry() -> bindings::swsusp_live_geometry {
-        let mut geo: bindings::swsusp_live_geometry = pin_init::zeroed();
-        // SAFETY: `geo` is a valid, writable `struct swsusp_live_geometry`; the image code's
-        // counters are only read.
-        unsafe { bindings::swsusp_live_geometry(&mut geo) };
-        geo
-    }
+/// The image code's counters.
+fn raw_geometry() -> bindings::swsusp_live_geometry {
+    let mut geo: bindings::swsusp_live_geometry = pin_init::zeroed();
+    // SAFETY: `geo` is a valid, writable `struct swsusp_live_geometry`; the image code's
+    // counters are only read.
+    unsafe { bindings::swsusp_live_geometry(&mut geo) };
+    geo
+}
 
+impl TakenImage {
     /// Whether the image was dropped to give memory back: it can no longer be read.
     pub fn is_dropped(&self) -> bool {
-        Self::raw_geometry().dropped
+        raw_geometry().dropped
     }
 
     /// Frees the reserved page frames the copy did not use, but the overhead pages: those are
@@ -397,7 +444,7 @@ impl LiveImage {
     }
 
     /// Lists the all-zero pages kept in place as zero pages, without data; returns how many.
-    /// Call once, after [`LiveImage::snapshot`] and before the stream is read.
+    /// Call once, before the stream is read.
     pub fn find_zero_pages(&mut self) -> usize {
         // SAFETY: The image is ours and was taken; nothing reads it yet (`&mut self`).
         unsafe { bindings::swsusp_live_find_zero() }
@@ -406,7 +453,7 @@ impl LiveImage {
     /// The numbers of pages in the image, by kind (`atomic_ns` is left 0: [`LiveImage::snapshot`]
     /// returns it).
     pub fn geometry(&self) -> Geometry {
-        let geo = Self::raw_geometry();
+        let geo = raw_geometry();
         let class = |c: bindings::swsusp_live_class| geo.by_class[c as usize];
         Geometry {
             copied: geo.copied,
@@ -443,7 +490,7 @@ impl LiveImage {
         Ok(self.pages.is_some())
     }
 
-    /// The length in bytes of the current pages of the stream: 0 if [`LiveImage::advance`] found
+    /// The length in bytes of the current pages of the stream: 0 if [`TakenImage::advance`] found
     /// none.
     pub fn pages_len(&self) -> usize {
         self.pages.map_or(0, |(_, nr)| nr * PAGE_SIZE)

@@ -25,7 +25,7 @@ use kernel::{
     new_mutex,
     power::{
         Geometry,
-        LiveImage, //
+        TakenImage, //
     },
     prelude::*,
     sync::Mutex,
@@ -44,7 +44,7 @@ const MAX_RUN: usize = 512;
 
 /// Where a reader is in the stream.
 struct Stream {
-    image: LiveImage,
+    image: TakenImage,
     /// Bytes of the current pages already read; once all are, the next read moves on.
     offset: usize,
     /// The stream has ended: later reads return 0.
@@ -67,7 +67,7 @@ pub(crate) struct Image {
 /// What an image file descriptor stands for.
 pub(crate) enum Origin {
     /// An image just taken, and what stays in place while it is open.
-    Taken(LiveImage, Kept),
+    Taken(TakenImage, Kept),
     /// A system just restored from an image, which the restored kernel has already released.
     Restored,
 }

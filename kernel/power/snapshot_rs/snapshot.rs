@@ -56,6 +56,7 @@ use kernel::{
         AtomicPoint,
         BlockFilesystem,
         DeviceHotplugLock,
+        ForksHeldOff,
         FrozenFilesystem,
         Geometry,
         HibernationLock,
@@ -183,29 +184,31 @@ impl Step {
 /// Makes the private anonymous memory of every user process copy-on-write, stopped or running
 /// (the caller, the helpers it continued, init), and write-protects its shared mappings of shared
 /// memory: from the atomic point on, a write by anyone copies the page and leaves the image's one
-/// alone. A process forked after the list was taken
-/// shares its parent's protected pages; its own new pages, like any page written before the
-/// atomic point, are copied at it.
+/// alone. Forks of new address spaces wait meanwhile, so the list has every address space; a
+/// process forked afterwards copies a protected parent, and its own new pages, like any page
+/// written before the atomic point, are copied at it.
 fn protect_user_memory(image: &mut LiveImage) -> Result {
-    let count = {
-        let guard = rcu::read_lock();
-        tasklist::processes(&guard).count()
-    };
-    // Room for some processes forked meanwhile; the list cannot grow under RCU.
-    let mut processes = KVec::with_capacity(count + count / 8 + 16, GFP_KERNEL)?;
-    {
-        let guard = rcu::read_lock();
-        for leader in tasklist::processes(&guard) {
-            if leader.is_kernel_thread() {
-                continue;
-            }
-            if processes.push_within_capacity(ARef::from(leader)).is_err() {
-                break;
-            }
+    let forks = ForksHeldOff::hold();
+    let processes = loop {
+        let count = {
+            let guard = rcu::read_lock();
+            tasklist::processes(&guard).count()
+        };
+        // Room for processes made meanwhile by `clone(CLONE_VM)`, which shares an address space
+        // already listed; the list cannot grow under RCU. If more come, the walk is made again.
+        let mut processes = KVec::with_capacity(count + count / 8 + 16, GFP_KERNEL)?;
+        let complete = {
+            let guard = rcu::read_lock();
+            tasklist::processes(&guard)
+                .filter(|leader| !leader.is_kernel_thread())
+                .all(|leader| processes.push_within_capacity(ARef::from(leader)).is_ok())
+        };
+        if complete {
+            break processes;
         }
-    }
+    };
     for process in &processes {
-        image.protect(process)?;
+        image.protect(&forks, process)?;
     }
     Ok(())
 }
@@ -271,6 +274,7 @@ pub(crate) fn snapshot_kernel(
     drop(sleep);
     let file = match snapshot {
         Snapshot::Taken {
+            mut image,
             mut kept,
             atomic_ns,
         } => {
@@ -311,10 +315,10 @@ pub(crate) fn snapshot_kernel(
             Image::new(Origin::Taken(image, kept), geometry)
         }
         Snapshot::Restored => {
-            // The references and pages of the image are those of the kernel that took it: drop
-            // them. The disks are as the image left them: the other filesystems thaw now.
+            // The references and pages of the image were those of the kernel that took it:
+            // `snapshot()` dropped them. The disks are as the image left them: the other
+            // filesystems thaw now.
             drop(others);
-            drop(image);
             Image::new(Origin::Restored, Geometry::default())
         }
     };

@@ -61,6 +61,7 @@ struct target {
 	int seen;	/* as a data page */
 	int matched;	/* ... with the expected contents */
 	int zero;	/* as an all-zero PFN */
+	uint64_t word;	/* the first word of its data page */
 };
 
 struct stream {
@@ -245,8 +246,44 @@ static inline int filled(const unsigned char *m, size_t len, unsigned int seed)
 	return 1;
 }
 
-/* Reads the whole stream from @fd, CHUNK bytes per read(), checking the targets. */
-static inline int read_stream(int fd, struct stream *s)
+/* A target's PFN and index, sorted by PFN to look the targets up. */
+struct target_at {
+	unsigned long pfn;
+	int i;
+};
+
+static inline int target_at_cmp(const void *a, const void *b)
+{
+	const struct target_at *x = a, *y = b;
+
+	return x->pfn < y->pfn ? -1 : x->pfn > y->pfn;
+}
+
+/* Checks data page @p, at @pfn, against the targets (@at, sorted by PFN). */
+static inline void see_page(struct stream *s, const struct target_at *at, unsigned long pfn,
+			    const unsigned char *p)
+{
+	int lo = 0, hi = s->nr_t;
+
+	while (lo < hi) {
+		int mid = lo + (hi - lo) / 2;
+
+		if (at[mid].pfn < pfn)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	for (; lo < s->nr_t && at[lo].pfn == pfn; lo++) {
+		struct target *t = &s->t[at[lo].i];
+
+		t->seen = 1;
+		t->matched = !memcmp(p, t->expect, PAGE);
+		memcpy(&t->word, p, sizeof(t->word));
+	}
+}
+
+/* read_stream() with the targets sorted by PFN in @at. */
+static inline int read_stream_at(int fd, struct stream *s, const struct target_at *at)
 {
 	unsigned char *buf = chunk_alloc();
 	unsigned long page = 0, meta = 0, next = 0, max = 0;
@@ -289,12 +326,7 @@ static inline int read_stream(int fd, struct stream *s)
 				}
 				pfn = s->pfns[next++];
 				s->data_pages++;
-				for (i = 0; i < s->nr_t; i++) {
-					if (s->t[i].pfn != pfn)
-						continue;
-					s->t[i].seen = 1;
-					s->t[i].matched = !memcmp(p, s->t[i].expect, PAGE);
-				}
+				see_page(s, at, pfn, p);
 			}
 		}
 	}
@@ -307,6 +339,22 @@ static inline int read_stream(int fd, struct stream *s)
 			if (s->pfns[j] == (s->t[i].pfn | PFN_ZERO))
 				s->t[i].zero = 1;
 	return 0;
+}
+
+/* Reads the whole stream from @fd, CHUNK bytes per read(), checking the targets. */
+static inline int read_stream(int fd, struct stream *s)
+{
+	struct target_at *at = calloc(s->nr_t + 1, sizeof(*at));
+	int i, ret;
+
+	if (!at)
+		return -ENOMEM;
+	for (i = 0; i < s->nr_t; i++)
+		at[i] = (struct target_at){ s->t[i].pfn, i };
+	qsort(at, s->nr_t, sizeof(*at), target_at_cmp);
+	ret = read_stream_at(fd, s, at);
+	free(at);
+	return ret;
 }
 
 /* Reads and discards the stream; returns the bytes read or -errno. */

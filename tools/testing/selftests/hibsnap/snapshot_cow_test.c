@@ -48,6 +48,7 @@
 #define SWAP_ON "dmsetup create " SWAP_NAME " --table '0 131072 linear /dev/ram2 0' && " \
 	"dmsetup mknodes " SWAP_NAME " && mkswap " SWAP_DEV " && swapon " SWAP_DEV
 #define FUTEX_OWNER_DIED 0x40000000U
+#define PAUSE_FMT "# interrupts off: %.1f ms with %zu MiB of user memory (%llu pages copied, %llu copy-on-write), %.1f ms with %zu MiB (%llu copied, %llu copy-on-write): %llu ns a copied page, %llu ns an extra copy-on-write page\n"
 
 /* Only for TEST_F_TIMEOUT(): the long tests need more than the default 30 s. */
 FIXTURE(slow) {
@@ -386,6 +387,98 @@ TEST_F_TIMEOUT(slow, writers_after_atomic_point, 300)
 	free(t);
 }
 
+/* A thread of the caller rewriting a THP, one generation a pass. */
+struct rewriter {
+	uint64_t *m;
+	uint64_t gen;
+	int stop;
+};
+
+static void *rewrite_thp(void *arg)
+{
+	struct rewriter *w = arg;
+
+	while (!__atomic_load_n(&w->stop, __ATOMIC_RELAXED)) {
+		uint64_t gen = __atomic_add_fetch(&w->gen, 1, __ATOMIC_RELAXED);
+
+		for (size_t i = 0; i < HPAGE / PAGE; i++)
+			__atomic_store_n(&w->m[i * PAGE / sizeof(*w->m)], gen, __ATOMIC_RELAXED);
+	}
+	return NULL;
+}
+
+/*
+ * A PMD-mapped THP that a thread of the caller rewrites throughout the call,
+ * pass after pass, each pass stamping every 4 KiB page with its number: its
+ * write faults after the protection reuse the THP and map it writable again,
+ * and mm marks only the head page exclusive then. After the call returns the
+ * thread stops and the THP is stamped once more with ~0. In the image, at the
+ * THP's PFNs, all 512 pages hold what they held at one instant: pass G on
+ * the first pages, pass G - 1 on the rest, none ~0.
+ */
+TEST_F_TIMEOUT(slow, thp_rewritten_through_the_call, 300)
+{
+	const size_t nr = HPAGE / PAGE;
+	struct target *t = calloc(nr, sizeof(*t));
+	struct stream s = { .t = t, .nr_t = (int)nr };
+	struct rewriter w = { 0 };
+	unsigned long pfn, missed = 0, after = 0, steps = 0;
+	unsigned char *raw;
+	pthread_t thread;
+	uint64_t flags;
+	int frz, fd;
+	size_t i;
+
+	ASSERT_NE(NULL, t);
+	raw = anon(2 * HPAGE);
+	ASSERT_NE(NULL, raw);
+	w.m = (uint64_t *)(((uintptr_t)raw + HPAGE - 1) & ~(HPAGE - 1));
+	ASSERT_EQ(0, madvise(w.m, HPAGE, MADV_HUGEPAGE));
+	memset(w.m, 0x5a, HPAGE);
+	pfn = pfn_of(w.m);
+	ASSERT_NE(0UL, pfn);
+	flags = page_flags(pfn);
+	ASSERT_TRUE(!!(flags & (1ULL << KPF_THP)))
+		TH_LOG("not a THP: flags %#llx", (unsigned long long)flags);
+	ASSERT_EQ(pfn + nr - 1, pfn_of((unsigned char *)w.m + HPAGE - PAGE));
+	for (i = 0; i < nr; i++)
+		t[i].pfn = pfn + i;
+	ASSERT_EQ(0, pthread_create(&thread, NULL, rewrite_thp, &w));
+	while (__atomic_load_n(&w.gen, __ATOMIC_RELAXED) < 2)
+		;
+
+	frz = sys_freeze_processes(0);
+	ASSERT_LE(0, frz);
+	fd = sys_snapshot_kernel(0, 0);
+	__atomic_store_n(&w.stop, 1, __ATOMIC_RELAXED);
+	ASSERT_EQ(0, pthread_join(thread, NULL));
+	ASSERT_LE(0, fd) TH_LOG("snapshot_kernel: %s", strerror(errno));
+	for (i = 0; i < nr; i++)
+		w.m[i * PAGE / sizeof(*w.m)] = ~0ULL;
+
+	ASSERT_EQ(0, read_stream(fd, &s));
+	close(fd);
+	close(frz);
+	for (i = 0; i < nr; i++) {
+		if (!t[i].seen)
+			missed++;
+		else if (t[i].word == ~0ULL)
+			after++;
+		else if (i && t[i].word != t[i - 1].word)
+			steps += t[i].word + 1 == t[i - 1].word ? 1 : nr;
+	}
+	TH_LOG("%llu passes; in the image: first page %llu, last page %llu",
+	       (unsigned long long)w.gen, (unsigned long long)t[0].word,
+	       (unsigned long long)t[nr - 1].word);
+	EXPECT_EQ(0UL, missed) TH_LOG("%lu of the THP's pages not in the image", missed);
+	EXPECT_EQ(0UL, after)
+		TH_LOG("%lu of the THP's pages hold the write made after the call", after);
+	EXPECT_GE(1UL, steps) TH_LOG("the THP's pages are not from one instant");
+	munmap(raw, 2 * HPAGE);
+	free(s.pfns);
+	free(t);
+}
+
 /* Memory of a child that holds a large region. */
 struct big {
 	unsigned char *m;
@@ -700,10 +793,8 @@ TEST_F_TIMEOUT(slow, atomic_pause_grows_far_less_than_copying, 300)
 	ASSERT_LT(cow[0] * per_cow, ns[0]);
 	ASSERT_LT(0ULL, copied[0]);
 	per_copy = (ns[0] - cow[0] * per_cow) / copied[0];
-	printf("# interrupts off: %.1f ms with %zu MiB of user memory (%llu pages copied, %llu copy-on-write),",
-	       ns[0] / 1e6, sizes[0] >> 20, copied[0], cow[0]);
-	printf(" %.1f ms with %zu MiB (%llu copied, %llu copy-on-write): %llu ns a copied page, %llu ns an extra copy-on-write page\n",
-	       ns[1] / 1e6, sizes[1] >> 20, copied[1], cow[1], per_copy, per_cow);
+	printf(PAUSE_FMT, ns[0] / 1e6, sizes[0] >> 20, copied[0], cow[0], ns[1] / 1e6,
+	       sizes[1] >> 20, copied[1], cow[1], per_copy, per_cow);
 	EXPECT_LE(copied[1], copied[0] + 1024)
 		TH_LOG("%llu more pages copied with %zu MiB more user memory",
 		       copied[1] - copied[0], (sizes[1] - sizes[0]) >> 20);

@@ -341,6 +341,142 @@ TEST_F_TIMEOUT(slow, writers_after_atomic_point, 300)
 	free(t);
 }
 
+/* A stopped process of 8 MiB: the protection of each takes a while. */
+static int ballast_setup(void *mem, unsigned long *pfn)
+{
+	unsigned char *m = mmap(NULL, 8UL << 20, PROT_READ | PROT_WRITE,
+				MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	(void)mem;
+	if (m == MAP_FAILED)
+		return 1;
+	memset(m, 1, 8UL << 20);
+	pfn[0] = pfn_of(m);
+	return 0;
+}
+
+static const struct kid_ops ballast_ops = { ballast_setup, NULL };
+
+#define BALLAST 16
+#define MAX_FORKS 1024
+
+/*
+ * The helper: once @start is readable, forks children until @stop is (or
+ * MAX_FORKS of them). Child n waits for the end of @go, then reads page n of
+ * @mem (a read fault maps it) and writes it. Reports how many it forked on
+ * @rep once all have exited.
+ */
+static void forker(unsigned char *mem, int start, int go, int stop, int rep)
+{
+	unsigned long n = 0;
+	char c;
+
+	if (read(start, &c, 1) != 1)
+		_exit(1);
+	while (n < MAX_FORKS && read(stop, &c, 1) != 1) {
+		pid_t pid = fork();
+
+		if (pid < 0)
+			break;
+		if (pid == 0) {
+			if (read(go, &c, 1) < 0 || touch(mem + n * PAGE, PAGE))
+				_exit(1);
+			pattern(mem + n * PAGE, PAGE, 172, n * PAGE);
+			_exit(0);
+		}
+		n++;
+	}
+	while (wait(NULL) > 0)
+		;
+	_exit(write(rep, &n, sizeof(n)) == sizeof(n) ? 0 : 1);
+}
+
+/*
+ * A helper continued after the freeze forks again and again during the
+ * call; each child, once the call has returned, maps a page of shared memory
+ * of its own by reading it and then writes it. A child forked while the
+ * processes are protected, from a parent not protected yet, would copy its
+ * writable vm_page_prot and never be protected itself: its read fault would
+ * map the page writable, and its write would not tell the image. Sixteen
+ * stopped processes of 8 MiB each come before the helper in the process
+ * list, so that their protection takes a while. Every page is in the image
+ * at its PFN with what it held at the atomic point; the children's writes
+ * are seen.
+ */
+TEST_F_TIMEOUT(slow, forks_during_the_call_are_protected, 300)
+{
+	struct target *t = calloc(MAX_FORKS, sizeof(*t));
+	struct stream s = { .t = t, .nr_t = MAX_FORKS };
+	struct kid ballast[BALLAST] = { 0 };
+	int start[2], go[2], stop[2], rep[2], frz, fd, i, status;
+	unsigned long forked = 0, missed = 0, written = 0;
+	unsigned char *mem;
+	pid_t helper;
+
+	ASSERT_NE(NULL, t);
+	mem = shared(-1, MAX_FORKS * PAGE);
+	ASSERT_NE(NULL, mem);
+	pattern(mem, MAX_FORKS * PAGE, 171, 0);
+	for (i = 0; i < MAX_FORKS; i++) {
+		want(&t[i], pfn_of(mem + i * PAGE), 171, i * PAGE);
+		ASSERT_NE(0UL, t[i].pfn);
+	}
+	for (i = 0; i < BALLAST; i++)
+		ASSERT_EQ(0, kid_start(&ballast[i], &ballast_ops, NULL));
+	ASSERT_EQ(0, pipe2(start, O_CLOEXEC));
+	ASSERT_EQ(0, pipe2(go, 0));
+	ASSERT_EQ(0, pipe2(stop, O_NONBLOCK));
+	ASSERT_EQ(0, pipe2(rep, 0));
+	helper = fork();
+	ASSERT_LE(0, helper);
+	if (helper == 0) {
+		close(go[1]);
+		forker(mem, start[0], go[0], stop[0], rep[1]);
+	}
+	close(go[0]);
+	close(rep[1]);
+
+	frz = sys_freeze_processes(0);
+	ASSERT_LE(0, frz);
+	ASSERT_EQ(1, write(start[1], "s", 1));
+	ASSERT_EQ(0, kill(helper, SIGCONT));
+	fd = sys_snapshot_kernel(0, 0);
+	ASSERT_EQ(1, write(stop[1], "s", 1));
+	close(go[1]);
+	ASSERT_LE(0, fd) TH_LOG("snapshot_kernel: %s", strerror(errno));
+	ASSERT_EQ(helper, waitpid(helper, &status, 0));
+	EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	EXPECT_EQ((ssize_t)sizeof(forked), read(rep[0], &forked, sizeof(forked)));
+	EXPECT_LT(0UL, forked);
+	for (i = 0; i < (int)forked; i++)
+		written += is_pattern(mem + i * PAGE, PAGE, 172, i * PAGE);
+	EXPECT_EQ(forked, written) TH_LOG("%lu of %lu children's writes seen", written, forked);
+
+	ASSERT_EQ(0, read_stream(fd, &s));
+	close(fd);
+	close(frz);
+	for (i = 0; i < MAX_FORKS; i++) {
+		if (t[i].seen && t[i].matched)
+			continue;
+		if (!missed++)
+			TH_LOG("page %d (pfn %lu) %s", i, t[i].pfn, !t[i].seen ?
+			       "is not in the image" : "holds a write made after the atomic point");
+	}
+	TH_LOG("the helper forked %lu children; %lu of %d pages not as at the atomic point",
+	       forked, missed, MAX_FORKS);
+	EXPECT_EQ(0UL, missed);
+	for (i = 0; i < BALLAST; i++)
+		kid_end(&ballast[i]);
+	close(start[0]);
+	close(start[1]);
+	close(stop[0]);
+	close(stop[1]);
+	close(rep[0]);
+	munmap(mem, MAX_FORKS * PAGE);
+	free(s.pfns);
+	free(t);
+}
+
 /* The pages an image copies now, with nothing else running; @g its geometry. */
 static long long kernel_copy(struct hibsnap_geometry *g)
 {
