@@ -152,8 +152,27 @@ static long long read_image(int fd)
 	return n < 0 ? -1 : total;
 }
 
+#define KHUGEPAGED "/sys/kernel/mm/transparent_hugepage/khugepaged/"
+#define NR_KNOBS 3
+
+/* khugepaged's knobs the memory test turns up: a pass every 100 ms, of 64 Ki PTEs. */
+static const char *const knob[NR_KNOBS] = {
+	"scan_sleep_millisecs", "alloc_sleep_millisecs", "pages_to_scan" };
+static const char *const knob_busy[NR_KNOBS] = { "100", "0", "65536" };
+
+/* Writes khugepaged's knob @i; 0 or -1. */
+static int knob_write(int i, const char *val)
+{
+	char path[128];
+
+	snprintf(path, sizeof(path), KHUGEPAGED "%s", knob[i]);
+	return write_str(path, val);
+}
+
 FIXTURE(load) {
 	int dm_ready;
+	int knobs_saved;
+	char knob_was[NR_KNOBS][32];
 };
 
 FIXTURE_SETUP(load)
@@ -171,6 +190,8 @@ FIXTURE_TEARDOWN(load)
 
 	if (self->dm_ready)
 		run(NULL, 0, "dmsetup remove --noudevsync " LOAD_NAME);
+	for (int i = 0; i < self->knobs_saved; i++)
+		knob_write(i, self->knob_was[i]);
 	/* Give the RAM disk's pages back to the tests after this one. */
 	fd = open(LOAD_ORIGIN, O_WRONLY | O_CLOEXEC);
 	if (fd >= 0) {
@@ -245,7 +266,10 @@ TEST_F_TIMEOUT(load, stress_ng_and_fio_verify_through_freezes_and_snapshots, 300
  * soon as the image is taken and reads it while they run: their writes then
  * copy pages first, and the image is not dropped. Each cycle prints the
  * kernel's estimate of the copy (the reserve's log line) next to what the
- * atomic point copied.
+ * atomic point copied. khugepaged scans every 100 ms meanwhile, and must
+ * collapse something: a collapse between the protection and the atomic
+ * point would map a new THP writable, copied at the atomic point and
+ * missing from the estimate.
  */
 #define MEM_CYCLES 5
 #define MEM_RUN_S "45"
@@ -254,7 +278,7 @@ TEST_F_TIMEOUT(load, stress_ng_and_fio_verify_through_freezes_and_snapshots, 300
 	" --verify" \
 	" --timeout " MEM_RUN_S "s --metrics-brief --temp-path /tmp"
 
-#define MEM_CYCLE_FMT "cycle %d%s: %lld MiB read; kernel pages estimated %ld, copied %llu (of them shared written %llu) and %ld all-zero; in place %llu (copy-on-write %llu, page cache %llu, shared %llu); copies before a write %llu\n"
+#define MEM_CYCLE_FMT "cycle %d%s: %lld MiB read; kernel pages estimated %ld, copied %llu (of them shared written %llu, exclusive %llu) and %ld all-zero; in place %llu (copy-on-write %llu, page cache %llu, shared %llu); copies before a write %llu\n"
 #define MEM_END_FMT "stress-ng: exit %d, %d verification errors; %d of %d cycles failed with ENOMEM\n"
 
 /*
@@ -280,12 +304,25 @@ TEST_F_TIMEOUT(load, stress_ng_memory_stressors_verify_through_snapshots, 300)
 	const char *log = "/tmp/load-mem.log";
 	int rc, errors, i, nomem = 0;
 	struct hibsnap_geometry g;
+	long collapsed;
 	pid_t stress;
 
 	/* POSIX shared memory lives on /dev/shm. */
 	mkdir("/dev/shm", 01777);
 	ASSERT_EQ(0, run(NULL, 0, "%s || mount -t tmpfs shm /dev/shm",
 			 "grep -q ' /dev/shm ' /proc/mounts"));
+	/*
+	 * khugepaged busy throughout: a collapse between the protection and
+	 * the atomic point would map a new THP writable, to be copied, past
+	 * the reserve's count (the kernel refuses them meanwhile).
+	 */
+	for (i = 0; i < NR_KNOBS; i++) {
+		ASSERT_EQ(0, run(self->knob_was[i], sizeof(self->knob_was[i]),
+				 "cat " KHUGEPAGED "%s", knob[i]));
+		self->knobs_saved = i + 1;
+		ASSERT_EQ(0, knob_write(i, knob_busy[i]));
+	}
+	collapsed = proc_number("/proc/vmstat", "thp_collapse_alloc", ' ');
 	stress = spawn(MEM_CMD, log);
 	ASSERT_GT(stress, 0);
 
@@ -317,7 +354,8 @@ TEST_F_TIMEOUT(load, stress_ng_memory_stressors_verify_through_snapshots, 300)
 		estimate = kmsg_number("hibsnap: reserved", "(kernel ");
 		zero = kmsg_number("hibsnap: snapshot:", "zero (");
 		ksft_print_msg(MEM_CYCLE_FMT, i, i % 2 ? " (read while all runs)" : "",
-			       bytes >> 20, estimate, g.copied_pages, g.written_pages, zero,
+			       bytes >> 20, estimate, g.copied_pages, g.written_pages,
+			       g.exclusive_pages, zero,
 			       g.streamed_pages, g.cow_pages, g.denied_pages, g.shared_pages,
 			       g.cbw_pages);
 		/*
@@ -338,6 +376,9 @@ TEST_F_TIMEOUT(load, stress_ng_memory_stressors_verify_through_snapshots, 300)
 	}
 
 	rc = finish(stress, 120);
+	collapsed = proc_number("/proc/vmstat", "thp_collapse_alloc", ' ') - collapsed;
+	ksft_print_msg("khugepaged: %ld huge pages collapsed during the run\n", collapsed);
+	EXPECT_LT(0, collapsed) TH_LOG("khugepaged collapsed nothing: not exercised");
 	count_lines(log, "stress-ng", NULL, 1);
 	errors = count_lines(log, "stress-ng: fail:", NULL, 0) +
 		 count_lines(log, "stress-ng: error:", NULL, 0);

@@ -479,6 +479,90 @@ TEST_F_TIMEOUT(slow, thp_rewritten_through_the_call, 300)
 	free(t);
 }
 
+/* A thread of the caller collapsing regions of small pages into THPs, pass after pass. */
+struct collapser {
+	unsigned char *m;
+	int nr, go, stop;
+	unsigned long ok, again, other;	/* MADV_COLLAPSE's results */
+	int error;			/* the errno of the last "other" */
+};
+
+static void *collapse_regions(void *arg)
+{
+	struct collapser *c = arg;
+
+	while (!__atomic_load_n(&c->go, __ATOMIC_ACQUIRE))
+		;
+	while (!__atomic_load_n(&c->stop, __ATOMIC_RELAXED)) {
+		for (int i = 0; i < c->nr; i++) {
+			if (!madvise(c->m + i * HPAGE, HPAGE, MADV_COLLAPSE)) {
+				c->ok++;
+			} else if (errno == EAGAIN) {
+				c->again++;
+			} else {
+				c->other++;
+				c->error = errno;
+			}
+		}
+	}
+	return NULL;
+}
+
+#define NR_COLLAPSE 64
+
+/*
+ * 64 regions of 2 MiB, aligned and populated with 4 KiB pages, that a
+ * thread of the caller collapses into THPs (MADV_COLLAPSE) from just before
+ * the call to after it. A collapse after the processes are protected maps a
+ * new exclusive THP writable, which the atomic point would copy: 512 pages
+ * more than the reserve counted, for each. The kernel refuses them with
+ * EAGAIN until the atomic point (after it, the image's references make them
+ * fail too): no anonymous page is copied as exclusive but the few the caller
+ * writes itself (its stack) meanwhile.
+ */
+TEST_F_TIMEOUT(slow, collapse_refused_until_the_atomic_point, 300)
+{
+	struct collapser c = { .nr = NR_COLLAPSE };
+	size_t len = NR_COLLAPSE * HPAGE;
+	struct hibsnap_geometry g;
+	unsigned char *raw;
+	pthread_t thread;
+	int frz, fd, i, thps = 0;
+
+	raw = anon(len + HPAGE);
+	ASSERT_NE(NULL, raw);
+	c.m = (unsigned char *)(((uintptr_t)raw + HPAGE - 1) & ~(HPAGE - 1));
+	ASSERT_EQ(0, madvise(c.m, len, MADV_NOHUGEPAGE));
+	memset(c.m, 0x5a, len);
+	ASSERT_EQ(0, madvise(c.m, len, MADV_HUGEPAGE));
+	for (i = 0; i < NR_COLLAPSE; i++)
+		ASSERT_FALSE(!!(page_flags(pfn_of(c.m + i * HPAGE)) & (1ULL << KPF_THP)))
+			TH_LOG("region %d is a THP already", i);
+	ASSERT_EQ(0, pthread_create(&thread, NULL, collapse_regions, &c));
+
+	frz = sys_freeze_processes(0);
+	ASSERT_LE(0, frz);
+	__atomic_store_n(&c.go, 1, __ATOMIC_RELEASE);
+	fd = sys_snapshot_kernel(0, 0);
+	__atomic_store_n(&c.stop, 1, __ATOMIC_RELAXED);
+	ASSERT_EQ(0, pthread_join(thread, NULL));
+	ASSERT_LE(0, fd) TH_LOG("snapshot_kernel: %s", strerror(errno));
+	ASSERT_EQ(0, geometry(fd, &g));
+	close(fd);
+	close(frz);
+	for (i = 0; i < NR_COLLAPSE; i++)
+		thps += !!(page_flags(pfn_of(c.m + i * HPAGE)) & (1ULL << KPF_THP));
+	TH_LOG("MADV_COLLAPSE: %lu done (or a THP already), %lu EAGAIN, %lu other",
+	       c.ok, c.again, c.other);
+	TH_LOG("%d of %d regions THPs; exclusive pages copied %llu", thps, NR_COLLAPSE,
+	       g.exclusive_pages);
+	EXPECT_GT((unsigned long long)HPAGE / PAGE, g.exclusive_pages)
+		TH_LOG("a THP collapsed after the protection was copied at the atomic point");
+	EXPECT_LT(0UL, c.again) TH_LOG("no collapse was refused");
+	EXPECT_EQ(0UL, c.other) TH_LOG("MADV_COLLAPSE: %s", strerror(c.error));
+	munmap(raw, len + HPAGE);
+}
+
 /* Memory of a child that holds a large region. */
 struct big {
 	unsigned char *m;
