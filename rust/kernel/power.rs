@@ -551,7 +551,7 @@ impl Drop for SwapWritesStopped {
     }
 }
 
-/// A filesystem mounted writable on a block device, held active (`s_active`).
+/// A filesystem mounted writable on block devices, held active (`s_active`).
 ///
 /// # Invariants
 ///
@@ -572,6 +572,25 @@ struct Scan {
     overflow: bool,
 }
 
+/// What `scan_one` learns of one superblock's block devices.
+struct Devices {
+    skip: fn(u32) -> bool,
+    seen: usize,
+}
+
+/// `iterate_super_bdevs()` callback of `scan_one`: counts a block device, and stops the walk at
+/// the first one `skip` does not accept.
+///
+/// # Safety
+///
+/// `arg` is a `Devices` no one else uses.
+unsafe extern "C" fn device_one(devt: bindings::dev_t, arg: *mut c_void) -> c_int {
+    // SAFETY: By the function's requirements.
+    let devices = unsafe { &mut *arg.cast::<Devices>() };
+    devices.seen += 1;
+    c_int::from(!(devices.skip)(devt))
+}
+
 /// `iterate_supers()` callback of [`BlockFilesystem::writable_except`].
 ///
 /// # Safety
@@ -580,15 +599,29 @@ struct Scan {
 unsafe extern "C" fn scan_one(sb: *mut bindings::super_block, arg: *mut c_void) {
     // SAFETY: By the function's requirements.
     let scan = unsafe { &mut *arg.cast::<Scan>() };
-    // SAFETY: `sb` is live and `s_umount` held: `s_bdev` and the read-only flag are stable.
-    let bdev = unsafe { (*sb).s_bdev };
+    // SAFETY: `sb` is live and `s_umount` held: `s_bdev`, the read-only flag and the filesystem
+    // type are stable.
+    let (bdev, flags) = unsafe { ((*sb).s_bdev, (*(*sb).s_type).fs_flags) };
     // SAFETY: As above.
-    if bdev.is_null() || unsafe { bindings::sb_rdonly(sb) } {
+    if unsafe { bindings::sb_rdonly(sb) } {
         return;
     }
-    // SAFETY: A mounted filesystem's block device stays open as long as the superblock is live.
-    let devt = unsafe { (*bdev).bd_dev };
-    if (scan.skip)(devt) {
+    // A filesystem without a block device of its own that needs none keeps its data in memory
+    // (tmpfs, proc) or elsewhere (NFS, FUSE): not a disk the image describes.
+    if bdev.is_null() && (flags & bindings::FS_REQUIRES_DEV as c_int) == 0 {
+        return;
+    }
+    // Every block device claimed for it (btrfs's, an external journal or log) must be one
+    // `skip` accepts; one on disks it claimed none of cannot be told apart, and counts too.
+    let mut devices = Devices {
+        skip: scan.skip,
+        seen: 0,
+    };
+    // SAFETY: `sb` is live; `device_one` matches the callback type, does not sleep and is given
+    // a `Devices` that lives across the call.
+    let refused =
+        unsafe { bindings::iterate_super_bdevs(sb, Some(device_one), (&raw mut devices).cast()) };
+    if refused == 0 && devices.seen > 0 {
         return;
     }
     if scan.found.len() == scan.found.capacity() {
@@ -610,8 +643,10 @@ unsafe extern "C" fn scan_one(sb: *mut bindings::super_block, arg: *mut c_void) 
 }
 
 impl BlockFilesystem {
-    /// Every filesystem mounted writable on a block device whose device number `skip` does not
-    /// accept, each held active. Sleeps.
+    /// Every filesystem mounted writable with a block device (its own, one claimed for it such
+    /// as an external journal, or any of a btrfs's) whose device number `skip` does not accept,
+    /// and every one whose type needs a block device but that has none `skip` could look at:
+    /// each held active. `skip` must not sleep. Sleeps.
     pub fn writable_except(skip: fn(u32) -> bool) -> Result<KVec<Self>> {
         let mut room = 16;
         loop {

@@ -92,9 +92,10 @@
  *	ENOLCK		the caller does not hold the freeze
  *	EBUSY		an image is open, /dev/snapshot is in use, a
  *			dm-hibsnap device is suspended by userspace, or a
- *			filesystem is mounted writable on a block device that
- *			is not a dm-hibsnap device (the kernel log names the
- *			device and the mount point) and
+ *			filesystem is mounted writable with a block device
+ *			that is not a dm-hibsnap device (its own, an external
+ *			journal or log, any of a btrfs's; the kernel log names
+ *			the filesystem and the mount point) and
  *			HIBSNAP_SNAPSHOT_FREEZE_OTHERS is not given
  *	ENOMEM		the memory for the copy of kernel memory and the
  *			overhead pages cannot be reserved; the kernel log
@@ -118,7 +119,7 @@
 
 /*
  * snapshot_kernel(2) flags.
- * HIBSNAP_SNAPSHOT_FREEZE_OTHERS: a filesystem mounted writable on a block
+ * HIBSNAP_SNAPSHOT_FREEZE_OTHERS: a filesystem mounted writable with a block
  * device that is not a dm-hibsnap device is frozen until the image is
  * closed, instead of failing the call with EBUSY.
  */

@@ -92,7 +92,7 @@ fn other_filesystems(freeze: bool) -> Result<KVec<FrozenFilesystem>> {
         for fs in &found {
             let mut buf = [0u8; 256];
             pr_err!(
-                "snapshot: {} ({}) on {} is mounted writable and is not a dm-hibsnap device: remount it read-only, or pass HIBSNAP_SNAPSHOT_FREEZE_OTHERS\n",
+                "snapshot: {} ({}) on {} is mounted writable, on a block device that is not a dm-hibsnap device: remount it read-only, or pass HIBSNAP_SNAPSHOT_FREEZE_OTHERS\n",
                 fs.device_name().to_str().unwrap_or("?"),
                 fs.type_name().to_str().unwrap_or("?"),
                 fs.mount_path(&mut buf).to_str().unwrap_or("?")

@@ -34,6 +34,7 @@
 #include <linux/falloc.h>
 #include <linux/hibsnap.h>
 #include <linux/kernel-page-flags.h>
+#include <linux/udmabuf.h>
 
 #include "../kselftest_harness.h"
 #include "hibsnap_util.h"
@@ -595,6 +596,64 @@ TEST_F_TIMEOUT(slow, mixed_workload_copies_only_kernel_memory, 300)
 	close(ef);
 	umount(TMPFS);
 	umount(EXTFS);
+}
+
+/*
+ * A memfd page kept in place, then pinned after the atomic point by a
+ * udmabuf (memfd_pin_folios()) and written through the dma-buf's own
+ * mapping, which maps the pinned page by PFN: no fault on the memfd, no
+ * write_begin. The image still reads the page as it was at the atomic
+ * point: the pin copied it first.
+ */
+TEST_F_TIMEOUT(slow, udmabuf_pinned_after_the_call, 300)
+{
+	static const char *const name[] = { "memfd page pinned by a udmabuf" };
+	struct target t = { 0 };
+	struct stream s = { .t = &t, .nr_t = 1 };
+	struct udmabuf_create create = { 0 };
+	struct hibsnap_geometry g;
+	unsigned char *m, *dm;
+	int mfd, dev, buf, frz, fd;
+
+	mfd = memfd_create("hsudmabuf", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	ASSERT_LE(0, mfd);
+	ASSERT_EQ(0, put(mfd, 2 * PAGE, 61, 0));
+	ASSERT_EQ(0, fcntl(mfd, F_ADD_SEALS, F_SEAL_SHRINK));
+	m = shared(mfd, 2 * PAGE);
+	ASSERT_NE(NULL, m);
+	ASSERT_EQ(0, touch(m, 2 * PAGE));
+	want(&t, pfn_of(m), 61, 0);
+	ASSERT_EQ(0, munmap(m, 2 * PAGE));
+	dev = open("/dev/udmabuf", O_RDWR | O_CLOEXEC);
+	ASSERT_LE(0, dev) TH_LOG("/dev/udmabuf: %s (CONFIG_UDMABUF?)", strerror(errno));
+
+	frz = sys_freeze_processes(0);
+	ASSERT_LE(0, frz);
+	fd = sys_snapshot_kernel(0, 0);
+	ASSERT_LE(0, fd) TH_LOG("snapshot_kernel: %s", strerror(errno));
+
+	/* After the atomic point: pinned, then written through the dma-buf. */
+	create.memfd = mfd;
+	create.flags = UDMABUF_FLAGS_CLOEXEC;
+	create.size = 2 * PAGE;
+	buf = ioctl(dev, UDMABUF_CREATE, &create);
+	ASSERT_LE(0, buf) TH_LOG("UDMABUF_CREATE: %s", strerror(errno));
+	dm = mmap(NULL, 2 * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, buf, 0);
+	ASSERT_NE(MAP_FAILED, dm) TH_LOG("mmap of the dma-buf: %s", strerror(errno));
+	pattern(dm, PAGE, 62, 0);
+	EXPECT_TRUE(holds(mfd, PAGE, 62, 0)) TH_LOG("the memfd does not see the write");
+
+	ASSERT_EQ(0, geometry(fd, &g));
+	ASSERT_EQ(0, read_stream(fd, &s));
+	close(fd);
+	close(frz);
+	TH_LOG("shared in place %llu, copied before a write %llu", g.shared_pages, g.cbw_pages);
+	EXPECT_EQ(0, targets_missed(&t, 1, name));
+	EXPECT_LE(1ULL, g.cbw_pages);
+	munmap(dm, 2 * PAGE);
+	close(buf);
+	close(dev);
+	close(mfd);
 }
 
 TEST_HARNESS_MAIN

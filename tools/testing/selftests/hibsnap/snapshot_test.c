@@ -640,16 +640,15 @@ TEST_F_TIMEOUT(slow, writable_other_fs_is_ebusy, 300)
 }
 
 /*
- * With HIBSNAP_SNAPSHOT_FREEZE_OTHERS the filesystem is frozen instead, until
- * the image is closed: a write to it waits (in D) while the image is open and
- * completes once it is closed.
+ * With HIBSNAP_SNAPSHOT_FREEZE_OTHERS the other filesystem on OTHER_MNT is
+ * frozen instead, until the image is closed: a write to it waits (in D)
+ * while the image is open and completes once it is closed.
  */
-TEST_F_TIMEOUT(slow, other_fs_frozen_until_close, 300)
+static void frozen_until_close(struct __test_metadata *_metadata)
 {
 	int frz, fd, status, i;
 	pid_t writer;
 
-	ASSERT_EQ(0, mount_other(0));
 	frz = sys_freeze_processes(0);
 	ASSERT_LE(0, frz);
 	fd = sys_snapshot_kernel(0, HIBSNAP_SNAPSHOT_FREEZE_OTHERS);
@@ -676,7 +675,108 @@ TEST_F_TIMEOUT(slow, other_fs_frozen_until_close, 300)
 	ASSERT_EQ(writer, waitpid(writer, &status, 0));
 	EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 	close(frz);
+}
+
+TEST_F_TIMEOUT(slow, other_fs_frozen_until_close, 300)
+{
+	ASSERT_EQ(0, mount_other(0));
+	frozen_until_close(_metadata);
 	EXPECT_EQ(0, umount(OTHER_MNT));
+}
+
+/*
+ * Filesystems with a disk that s_bdev does not show: btrfs has no s_bdev at
+ * all; ext4 and XFS show their main device there, not an external journal or
+ * log. Every such disk is claimed for its superblock, and each counts
+ * (iterate_super_bdevs()): with one that is not a dm-hibsnap device (a plain
+ * RAM disk, OTHER_DEV) the call fails with EBUSY, the kernel log naming the
+ * filesystem and its mount point, and HIBSNAP_SNAPSHOT_FREEZE_OTHERS freezes
+ * it until the image is closed. btrfs on a dm-hibsnap device alone (hsdisks,
+ * over /dev/ram3) is snapshotted, like ext4.
+ */
+#define DISKS_DM "/dev/mapper/hsdisks"
+#define MKE2FS "/usr/sbin/mke2fs -q -F -b 4096 "
+/* mkfs.xfs makes a filesystem under 300 MiB only for fstests. */
+#define SMALL_XFS "TEST_DIR=1 TEST_DEV=1 QA_CHECK_FS=1 "
+
+FIXTURE(disks) {
+	int dm_ready;
+};
+
+FIXTURE_VARIANT(disks) {
+	const char *mkfs;	/* makes the filesystem on dev */
+	const char *type, *dev, *opts;
+	const char *log;	/* in the kernel log, with EBUSY; NULL: snapshotted */
+};
+
+FIXTURE_VARIANT_ADD(disks, btrfs_on_a_plain_disk) {
+	.mkfs = "/usr/sbin/mkfs.btrfs -q -f -M " OTHER_DEV,
+	.type = "btrfs", .dev = OTHER_DEV,
+	.log = "(btrfs) on " OTHER_MNT " is mounted writable",
+};
+
+FIXTURE_VARIANT_ADD(disks, btrfs_on_dm_hibsnap) {
+	.mkfs = "/usr/sbin/mkfs.btrfs -q -f -M " DISKS_DM,
+	.type = "btrfs", .dev = DISKS_DM,
+};
+
+FIXTURE_VARIANT_ADD(disks, ext4_journal_on_a_plain_disk) {
+	.mkfs = MKE2FS "-O journal_dev " OTHER_DEV " && " MKE2FS "-t ext4 -J device=" OTHER_DEV
+		" " DISKS_DM,
+	.type = "ext4", .dev = DISKS_DM,
+	.log = "(ext4) on " OTHER_MNT " is mounted writable",
+};
+
+FIXTURE_VARIANT_ADD(disks, xfs_log_on_a_plain_disk) {
+	.mkfs = SMALL_XFS "/usr/sbin/mkfs.xfs -q -f -l logdev=" OTHER_DEV " " DISKS_DM,
+	.type = "xfs", .dev = DISKS_DM, .opts = "logdev=" OTHER_DEV,
+	.log = "(xfs) on " OTHER_MNT " is mounted writable",
+};
+
+FIXTURE_SETUP(disks)
+{
+	char out[512];
+
+	self->dm_ready = !run(out, sizeof(out), "dmsetup create --noudevsync %s && %s",
+			      "hsdisks --table '0 131072 hibsnap /dev/ram3'",
+			      "dmsetup mknodes --noudevsync hsdisks");
+	ASSERT_TRUE(self->dm_ready) TH_LOG("%s", out);
+	ASSERT_EQ(0, run(out, sizeof(out), "%s", variant->mkfs)) TH_LOG("%s", out);
+	mkdir(OTHER_MNT, 0755);
+	ASSERT_EQ(0, mount(variant->dev, OTHER_MNT, variant->type, 0, variant->opts))
+		TH_LOG("mount %s: %s", variant->type, strerror(errno));
+}
+
+FIXTURE_TEARDOWN(disks)
+{
+	umount(OTHER_MNT);
+	if (self->dm_ready)
+		run(NULL, 0, "dmsetup remove --noudevsync hsdisks");
+}
+
+TEST_F_TIMEOUT(disks, ebusy_or_frozen_unless_all_dm_hibsnap, 300)
+{
+	int frz, fd;
+
+	if (!variant->log) {
+		frz = sys_freeze_processes(0);
+		ASSERT_LE(0, frz);
+		fd = sys_snapshot_kernel(0, 0);
+		EXPECT_LE(0, fd) TH_LOG("snapshot_kernel: %s", strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		close(frz);
+		return;
+	}
+	/* The kernel log from here on. */
+	ASSERT_EQ(0, write_str("/dev/kmsg", "hibsnap-test: disks\n"));
+	frz = freeze_and_expect_ebusy(_metadata);
+	ASSERT_LE(0, frz);
+	close(frz);
+	EXPECT_EQ(0, run(NULL, 0, "dmesg | sed -n '/hibsnap-test: disks/,$p' | grep -qF '%s'",
+			 variant->log))
+		TH_LOG("no \"%s\" in the kernel log", variant->log);
+	frozen_until_close(_metadata);
 }
 
 /*
