@@ -253,14 +253,15 @@ static void *rewrite(void *arg)
 	return NULL;
 }
 
-#define SHARED_LEN (16UL << 20)
-#define OVERHEAD_PAGES 256
+/* Long enough a burst to still be writing when the call fills the reserve. */
+#define SHARED_LEN (64UL << 20)
+#define OVERHEAD_PAGES 8192
 
 /*
  * Copies before writes while the image's overhead reserve is filled: right
- * after each atomic point a thread of the caller writes 16 MiB of a memfd
+ * after each atomic point a thread of the caller writes 64 MiB of a memfd
  * kept in place (see rewrite()), taking copies from the reserve while the
- * call fills it with the pages the atomic copy did not use
+ * call fills it with up to 8,192 pages the atomic copy did not use
  * (swsusp_live_release_unused()). Each image is read to its end and saw
  * copies before writes; the thread wrote once a call.
  */
